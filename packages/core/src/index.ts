@@ -1,0 +1,33 @@
+export { BASE62_ALPHABET, encodeBase62, randomBase62 } from './base62.js';
+export {
+  type ErrorCode,
+  errorCodes,
+  isErrorCode,
+  isKeywardError,
+  KeywardError,
+} from './errors.js';
+export { type Argon2Options, hashKey, OWASP_ARGON2, verifyKeyHash } from './hashing.js';
+export {
+  BODY_LENGTH,
+  CHECKSUM_LENGTH,
+  DEFAULT_KEY_PREFIX,
+  type GeneratedKey,
+  generateKey,
+  generateKeyId,
+  isValidKeyPrefix,
+  keyChecksum,
+  LOOKUP_LENGTH,
+  maskKey,
+  type ParsedKey,
+  parseKey,
+  SECRET_LENGTH,
+} from './key-format.js';
+export { type MemoryStore, memoryStore } from './memory-store.js';
+export {
+  compareNewestFirst,
+  type InsertResult,
+  KeyCollisionError,
+  type KeyStore,
+  type LastUsedUpdate,
+  type StoredKey,
+} from './store.js';

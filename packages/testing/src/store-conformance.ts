@@ -1,0 +1,337 @@
+import { randomUUID } from 'node:crypto';
+import { generateKey, generateKeyId, hashKey, type KeyStore, type StoredKey } from '@keyward/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+export interface StoreConformanceOptions {
+  /** Builds the store under test. Called once per suite; tests use random owners and ids,
+   * so the store may share a database with other suites. */
+  createStore(): KeyStore | Promise<KeyStore>;
+  /** Several stores over separate connections to the same data, for the concurrent cap
+   * test. Without it, the concurrent inserts all go through the one store. */
+  createPeers?(count: number): Promise<KeyStore[]>;
+  /** Everything the store persisted (rows, keys and values), as text. Enables the test
+   * that no raw key or secret part reaches the store. */
+  dumpContents?(): Promise<string>;
+  /** Releases what `createStore` and `createPeers` opened. */
+  teardown?(): Promise<void>;
+}
+
+/** Cheap argon2 parameters: the suite is about storage, not hashing cost. */
+const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
+
+/** A record for a fresh random owner unless one is given. */
+export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise<StoredKey> {
+  const generated = generateKey();
+  return {
+    id: generateKeyId(),
+    ownerId: `owner_${randomUUID()}`,
+    name: 'Production Server',
+    lookup: generated.lookup,
+    hash: await hashKey(generated.rawKey, fastArgon2),
+    keyPrefix: generated.keyPrefix,
+    keySuffix: generated.keySuffix,
+    createdAt: new Date(),
+    lastUsedAt: null,
+    ...overrides,
+  };
+}
+
+const noCap = { maxKeysPerOwner: 1000 };
+
+/**
+ * The store contract of DESIGN.md as a vitest suite. Run it on any `KeyStore`:
+ *
+ * ```ts
+ * describeStoreConformance('my store', { createStore: () => myStore(client) });
+ * ```
+ */
+export function describeStoreConformance(name: string, options: StoreConformanceOptions): void {
+  describe(`${name}: store conformance`, () => {
+    let store: KeyStore;
+    beforeAll(async () => {
+      store = await options.createStore();
+    });
+    afterAll(async () => {
+      await options.teardown?.();
+    });
+    const ctx = {
+      get store() {
+        return store;
+      },
+    };
+    describeInsertAndFind(ctx);
+    describeOwnerScope(ctx);
+    describeListOrder(ctx);
+    describeCap(ctx, options);
+    describeLastUsed(ctx);
+    if (options.dumpContents) describeSecretHygiene(ctx, options.dumpContents);
+  });
+}
+
+interface SuiteContext {
+  readonly store: KeyStore;
+}
+
+export function describeInsertAndFind(ctx: SuiteContext): void {
+  describe('insert and findByLookup', () => {
+    it('findByLookup() returns every field as inserted, timestamps to the millisecond in UTC', async () => {
+      const key = await makeStoredKey({
+        name: 'Ünïcode 🔑 name',
+        createdAt: new Date('2024-03-14T10:30:00.123Z'),
+        lastUsedAt: null,
+      });
+      expect(await ctx.store.insert(key, noCap)).toEqual({ ok: true });
+      const found = await ctx.store.findByLookup(key.lookup);
+      expect(found).toEqual(key);
+      expect(found?.createdAt.toISOString()).toBe('2024-03-14T10:30:00.123Z');
+    });
+
+    it('findByLookup() of an unknown lookup part returns null', async () => {
+      const key = await makeStoredKey();
+      expect(await ctx.store.findByLookup(key.lookup)).toBeNull();
+    });
+
+    it('insert() with an existing id throws and leaves the first key as it was', async () => {
+      const first = await makeStoredKey();
+      await ctx.store.insert(first, noCap);
+      const second = await makeStoredKey({ id: first.id, name: 'intruder' });
+      await expect(ctx.store.insert(second, noCap)).rejects.toMatchObject({
+        name: 'KeyCollisionError',
+      });
+      expect(await ctx.store.findByLookup(first.lookup)).toEqual(first);
+      expect(await ctx.store.findByLookup(second.lookup)).toBeNull();
+    });
+
+    it('insert() with an existing lookup part throws and leaves the first key as it was', async () => {
+      const first = await makeStoredKey();
+      await ctx.store.insert(first, noCap);
+      const second = await makeStoredKey({ lookup: first.lookup, name: 'intruder' });
+      await expect(ctx.store.insert(second, noCap)).rejects.toMatchObject({
+        name: 'KeyCollisionError',
+      });
+      expect(await ctx.store.findByLookup(first.lookup)).toEqual(first);
+      expect(await ctx.store.listByOwner(second.ownerId)).toEqual([]);
+    });
+
+    it('a 100-code-point name with astral characters survives the round trip', async () => {
+      const name = '𝒜'.repeat(50) + 'é'.repeat(50);
+      const key = await makeStoredKey({ name });
+      await ctx.store.insert(key, noCap);
+      expect((await ctx.store.findByLookup(key.lookup))?.name).toBe(name);
+    });
+  });
+}
+
+export function describeOwnerScope(ctx: SuiteContext): void {
+  describe('owner scope, rename and delete', () => {
+    it("listByOwner() returns only that owner's keys", async () => {
+      const mine = await makeStoredKey();
+      const theirs = await makeStoredKey();
+      await ctx.store.insert(mine, noCap);
+      await ctx.store.insert(theirs, noCap);
+      expect((await ctx.store.listByOwner(mine.ownerId)).map((k) => k.id)).toEqual([mine.id]);
+    });
+
+    it('listByOwner() of an owner with no keys returns an empty array', async () => {
+      expect(await ctx.store.listByOwner(`owner_${randomUUID()}`)).toEqual([]);
+    });
+
+    it('rename() returns the renamed key and changes nothing else', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const renamed = await ctx.store.rename(key.ownerId, key.id, 'Staging Server');
+      expect(renamed).toEqual({ ...key, name: 'Staging Server' });
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual({ ...key, name: 'Staging Server' });
+    });
+
+    it("rename() on another owner's key returns null and leaves it unchanged", async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      expect(await ctx.store.rename(`owner_${randomUUID()}`, key.id, 'hijacked')).toBeNull();
+      expect((await ctx.store.findByLookup(key.lookup))?.name).toBe(key.name);
+    });
+
+    it('rename() of an unknown id returns null', async () => {
+      const key = await makeStoredKey();
+      expect(await ctx.store.rename(key.ownerId, key.id, 'x')).toBeNull();
+    });
+
+    it('delete() removes the key at once from findByLookup and listByOwner', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      expect(await ctx.store.delete(key.ownerId, key.id)).toBe(true);
+      expect(await ctx.store.findByLookup(key.lookup)).toBeNull();
+      expect(await ctx.store.listByOwner(key.ownerId)).toEqual([]);
+    });
+
+    it('delete() twice returns false the second time', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      await ctx.store.delete(key.ownerId, key.id);
+      expect(await ctx.store.delete(key.ownerId, key.id)).toBe(false);
+    });
+
+    it("delete() on another owner's key returns false and the key keeps working", async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      expect(await ctx.store.delete(`owner_${randomUUID()}`, key.id)).toBe(false);
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(key);
+    });
+
+    it('a deleted id and lookup part cannot be found again, and a new key can be inserted', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      await ctx.store.delete(key.ownerId, key.id);
+      const next = await makeStoredKey({ ownerId: key.ownerId });
+      await ctx.store.insert(next, noCap);
+      expect((await ctx.store.listByOwner(key.ownerId)).map((k) => k.id)).toEqual([next.id]);
+    });
+  });
+}
+
+export function describeListOrder(ctx: SuiteContext): void {
+  describe('list order', () => {
+    it('listByOwner() returns newest first, then by id descending on equal createdAt', async () => {
+      const ownerId = `owner_${randomUUID()}`;
+      const t0 = Date.parse('2024-01-01T00:00:00.000Z');
+      const keys = await Promise.all([
+        makeStoredKey({ ownerId, id: 'key_a0000000000000000000', createdAt: new Date(t0 + 1) }),
+        makeStoredKey({ ownerId, id: 'key_b0000000000000000000', createdAt: new Date(t0 + 1) }),
+        makeStoredKey({ ownerId, id: 'key_c0000000000000000000', createdAt: new Date(t0) }),
+        makeStoredKey({ ownerId, id: 'key_d0000000000000000000', createdAt: new Date(t0 + 5000) }),
+      ]);
+      // Unique ids per run: the store may be shared with other runs of this suite.
+      const suffix = randomUUID().slice(0, 8);
+      for (const key of keys) key.id = `${key.id}${suffix}`;
+      for (const key of [keys[2], keys[0], keys[3], keys[1]]) {
+        if (key) await ctx.store.insert(key, noCap);
+      }
+      const listed = (await ctx.store.listByOwner(ownerId)).map((k) => k.id.slice(0, 5));
+      expect(listed).toEqual(['key_d', 'key_b', 'key_a', 'key_c']);
+    });
+  });
+}
+
+export function describeCap(
+  ctx: SuiteContext,
+  options: Pick<StoreConformanceOptions, 'createPeers'> = {},
+): void {
+  describe('per-owner cap', () => {
+    it('insert() refuses the key past the cap and accepts it again after a delete', async () => {
+      const ownerId = `owner_${randomUUID()}`;
+      const cap = { maxKeysPerOwner: 3 };
+      const keys = await Promise.all([1, 2, 3, 4].map(() => makeStoredKey({ ownerId })));
+      for (const key of keys.slice(0, 3))
+        expect(await ctx.store.insert(key, cap)).toEqual({ ok: true });
+      const fourth = keys[3] as StoredKey;
+      expect(await ctx.store.insert(fourth, cap)).toEqual({ ok: false, reason: 'limit_reached' });
+      expect(await ctx.store.findByLookup(fourth.lookup)).toBeNull();
+      const first = keys[0] as StoredKey;
+      await ctx.store.delete(ownerId, first.id);
+      expect(await ctx.store.insert(fourth, cap)).toEqual({ ok: true });
+    });
+
+    it("one owner's cap does not limit another owner", async () => {
+      const cap = { maxKeysPerOwner: 1 };
+      const a = await makeStoredKey();
+      const b = await makeStoredKey();
+      expect(await ctx.store.insert(a, cap)).toEqual({ ok: true });
+      expect(await ctx.store.insert(b, cap)).toEqual({ ok: true });
+    });
+
+    it('50 concurrent inserts against a cap of 10 leave exactly 10 keys', async () => {
+      const ownerId = `owner_${randomUUID()}`;
+      const cap = { maxKeysPerOwner: 10 };
+      const peers = options.createPeers ? await options.createPeers(5) : [ctx.store];
+      const keys = await Promise.all(Array.from({ length: 50 }, () => makeStoredKey({ ownerId })));
+      const results = await Promise.all(
+        keys.map((key, i) => (peers[i % peers.length] as KeyStore).insert(key, cap)),
+      );
+      expect(results.filter((r) => r.ok)).toHaveLength(10);
+      expect(results.filter((r) => !r.ok)).toHaveLength(40);
+      expect(await ctx.store.listByOwner(ownerId)).toHaveLength(10);
+    });
+  });
+}
+
+export function describeLastUsed(ctx: SuiteContext): void {
+  describe('recordLastUsed', () => {
+    it('sets lastUsedAt to the millisecond', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const at = new Date('2025-06-01T12:00:00.456Z');
+      await ctx.store.recordLastUsed([{ id: key.id, lastUsedAt: at }]);
+      expect((await ctx.store.findByLookup(key.lookup))?.lastUsedAt).toEqual(at);
+      expect((await ctx.store.listByOwner(key.ownerId))[0]?.lastUsedAt).toEqual(at);
+    });
+
+    it('never moves lastUsedAt back: an older time does not overwrite a newer one', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const newer = new Date('2025-06-01T12:00:00.500Z');
+      await ctx.store.recordLastUsed([{ id: key.id, lastUsedAt: newer }]);
+      await ctx.store.recordLastUsed([
+        { id: key.id, lastUsedAt: new Date('2025-06-01T12:00:00.499Z') },
+      ]);
+      expect((await ctx.store.findByLookup(key.lookup))?.lastUsedAt).toEqual(newer);
+    });
+
+    it('writes a batch of several keys, keeps the latest of duplicates, ignores unknown ids', async () => {
+      const a = await makeStoredKey();
+      const b = await makeStoredKey();
+      await ctx.store.insert(a, noCap);
+      await ctx.store.insert(b, noCap);
+      const t = Date.parse('2025-06-01T12:00:00.000Z');
+      await ctx.store.recordLastUsed([
+        { id: a.id, lastUsedAt: new Date(t + 2) },
+        { id: b.id, lastUsedAt: new Date(t + 3) },
+        { id: a.id, lastUsedAt: new Date(t + 1) },
+        { id: 'key_doesnotexist000000', lastUsedAt: new Date(t) },
+      ]);
+      expect((await ctx.store.findByLookup(a.lookup))?.lastUsedAt).toEqual(new Date(t + 2));
+      expect((await ctx.store.findByLookup(b.lookup))?.lastUsedAt).toEqual(new Date(t + 3));
+    });
+
+    it('an empty batch is a no-op', async () => {
+      await expect(ctx.store.recordLastUsed([])).resolves.toBeUndefined();
+    });
+
+    it('a deleted key stays deleted when a late lastUsedAt batch names it', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      await ctx.store.delete(key.ownerId, key.id);
+      await ctx.store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]);
+      expect(await ctx.store.findByLookup(key.lookup)).toBeNull();
+      expect(await ctx.store.listByOwner(key.ownerId)).toEqual([]);
+    });
+  });
+}
+
+export function describeSecretHygiene(
+  ctx: SuiteContext,
+  dumpContents: () => Promise<string>,
+): void {
+  describe('secret hygiene', () => {
+    it('the store holds no raw key and no secret part, only the hash, lookup and masks', async () => {
+      const generated = generateKey();
+      const secret = generated.rawKey.slice(-38, -6);
+      const key: StoredKey = {
+        ...(await makeStoredKey()),
+        lookup: generated.lookup,
+        hash: await hashKey(generated.rawKey, fastArgon2),
+        keyPrefix: generated.keyPrefix,
+        keySuffix: generated.keySuffix,
+      };
+      await ctx.store.insert(key, noCap);
+      const dump = await dumpContents();
+      expect(dump).toContain(generated.lookup);
+      expect(dump).toContain(key.hash);
+      expect(dump).not.toContain(generated.rawKey);
+      expect(dump).not.toContain(secret);
+      // Nor any 8-character run of the secret, in case a store splits or re-encodes it.
+      for (let i = 0; i + 8 <= secret.length; i++) {
+        expect(dump).not.toContain(secret.slice(i, i + 8));
+      }
+    });
+  });
+}

@@ -1,5 +1,11 @@
 export { BASE62_ALPHABET, encodeBase62, randomBase62 } from './base62.js';
 export {
+  type InvalidationBus,
+  type InvalidationEvent,
+  memoryBus,
+  parseInvalidationEvent,
+} from './bus.js';
+export {
   type ErrorCode,
   errorCodes,
   isErrorCode,

@@ -1,0 +1,50 @@
+/**
+ * Tells every instance of a host app that a key changed, so each drops it from its caches
+ * at once instead of waiting for the positive cache's TTL. Optional: without a bus, the
+ * TTL is the bound. @keyward/redis ships one over pub/sub, @keyward/kysely one over
+ * Postgres LISTEN/NOTIFY.
+ */
+export interface InvalidationBus {
+  /** Sends the event to every subscribed instance, this one included. */
+  publish(event: InvalidationEvent): Promise<void>;
+  /** Starts delivering events to `listener`; resolves once the subscription is live.
+   * The returned function ends it. */
+  subscribe(listener: (event: InvalidationEvent) => void): Promise<() => Promise<void>>;
+}
+
+export interface InvalidationEvent {
+  /** What happened to the key. */
+  type: 'revoked' | 'renamed';
+  /** Public id of the key. Never the raw key or its lookup part. */
+  keyId: string;
+}
+
+/** Parses an event received from the wire; anything malformed is `null`. */
+export function parseInvalidationEvent(payload: string): InvalidationEvent | null {
+  try {
+    const value: unknown = JSON.parse(payload);
+    if (typeof value !== 'object' || value === null) return null;
+    const { type, keyId } = value as Record<string, unknown>;
+    if ((type !== 'revoked' && type !== 'renamed') || typeof keyId !== 'string') return null;
+    return { type, keyId };
+  } catch {
+    return null;
+  }
+}
+
+/** A bus inside one process: for tests, and for several services sharing a store in one
+ * process. */
+export function memoryBus(): InvalidationBus {
+  const listeners = new Set<(event: InvalidationEvent) => void>();
+  return {
+    async publish(event) {
+      for (const listener of listeners) listener({ ...event });
+    },
+    async subscribe(listener) {
+      listeners.add(listener);
+      return async () => {
+        listeners.delete(listener);
+      };
+    },
+  };
+}

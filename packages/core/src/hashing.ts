@@ -1,4 +1,8 @@
-import { Algorithm, hash, verify } from '@node-rs/argon2';
+import { hash, verify } from '@node-rs/argon2';
+
+// `Algorithm.Argon2id` of @node-rs/argon2: a const enum, which verbatimModuleSyntax cannot
+// import.
+const ARGON2ID = 2;
 
 /** argon2id cost parameters. The PHC string of each hash records its own, so changing
  * these keeps every existing key valid. */
@@ -18,7 +22,7 @@ export const OWASP_ARGON2: Required<Argon2Options> = {
 };
 
 export function hashKey(rawKey: string, options: Argon2Options = {}): Promise<string> {
-  return hash(rawKey, { ...OWASP_ARGON2, ...options, algorithm: Algorithm.Argon2id });
+  return hash(rawKey, { ...OWASP_ARGON2, ...options, algorithm: ARGON2ID });
 }
 
 /** argon2's own verify compares the derived hash in constant time. A malformed stored hash

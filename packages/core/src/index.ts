@@ -14,6 +14,14 @@ export {
 } from './errors.js';
 export { type Argon2Options, hashKey, OWASP_ARGON2, verifyKeyHash } from './hashing.js';
 export {
+  createHttpHandler,
+  type HttpHandler,
+  type HttpOptions,
+  type HttpRequest,
+  type HttpResponse,
+  routes,
+} from './http.js';
+export {
   BODY_LENGTH,
   CHECKSUM_LENGTH,
   DEFAULT_KEY_PREFIX,
@@ -28,7 +36,20 @@ export {
   parseKey,
   SECRET_LENGTH,
 } from './key-format.js';
+export { LastUsedWriter } from './last-used.js';
 export { type MemoryStore, memoryStore } from './memory-store.js';
+export { MAX_NAME_LENGTH, normalizeKeyName } from './names.js';
+export type { InvalidKeyReason, KeyServiceOptions } from './options.js';
+export { Semaphore } from './semaphore.js';
+export {
+  type ApiKey,
+  type AuthenticatedKey,
+  type CreatedApiKey,
+  createKeyService,
+  isKeyId,
+  type KeyService,
+  type VerifyResult,
+} from './service.js';
 export {
   compareNewestFirst,
   type InsertResult,

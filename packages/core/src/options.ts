@@ -1,0 +1,120 @@
+import { availableParallelism } from 'node:os';
+import type { InvalidationBus } from './bus.js';
+import { type Argon2Options, OWASP_ARGON2 } from './hashing.js';
+import { DEFAULT_KEY_PREFIX, isValidKeyPrefix } from './key-format.js';
+import type { KeyStore } from './store.js';
+
+/** Why a presented key was refused. Reported to `onInvalidKey`, never to the client: every
+ * one of them answers the same `invalid_api_key`. */
+export type InvalidKeyReason = 'malformed' | 'unknown_key' | 'wrong_secret' | 'too_many_failures';
+
+export interface KeyServiceOptions {
+  /** Where keys are kept. */
+  store: KeyStore;
+  /** Prefix of every key this service issues and accepts, `[a-z][a-z0-9]{1,15}`.
+   * @default 'rep' */
+  prefix?: string;
+  /** Most keys one account may hold. @default 100 */
+  maxKeysPerOwner?: number;
+  /** argon2id cost. @default OWASP: { memoryCost: 19456, timeCost: 2, parallelism: 1 } */
+  argon2?: Argon2Options;
+  /** Verified keys kept in memory, so a warm request touches neither store nor argon2. */
+  cache?: {
+    /** Most keys held. @default 10000 */
+    max?: number;
+    /** How long a verified key is trusted without asking the store again. Without an
+     * invalidation bus, this is how long a key revoked on another instance keeps working
+     * there. @default 60000 */
+    ttlMs?: number;
+  };
+  /** Recently refused keys, so repeating one costs no store read. */
+  negativeCache?: {
+    /** @default 10000 */
+    max?: number;
+    /** @default 10000 */
+    ttlMs?: number;
+  };
+  /** Bounds argon2 work in flight for the process. */
+  verification?: {
+    /** argon2 verifications running at once. @default os.availableParallelism() */
+    maxConcurrent?: number;
+    /** Verifications waiting for a slot; past this, `service_unavailable`. @default 64 */
+    maxQueue?: number;
+    /** Wrong secrets for one lookup part before it is refused for `cooldownMs` without
+     * running argon2. @default 10 */
+    maxFailures?: number;
+    /** @default 60000 */
+    cooldownMs?: number;
+  };
+  /** How often lastUsedAt values are written, in one batch. @default 1000 */
+  lastUsedFlushIntervalMs?: number;
+  /** A store call slower than this answers `service_unavailable`. @default 5000 */
+  storeTimeoutMs?: number;
+  /** Drops a revoked or renamed key from every instance's cache. @default none */
+  bus?: InvalidationBus;
+  /** Called on each refused key, for the host's logs and metrics. Never given the key. */
+  onInvalidKey?: (event: { reason: InvalidKeyReason; keyPrefix?: string }) => void;
+  /** Called with infrastructure and unexpected errors. keyward logs nothing itself. */
+  onError?: (error: unknown) => void;
+  /** The clock, for tests. @default () => new Date() */
+  now?: () => Date;
+}
+
+export type ResolvedOptions = ReturnType<typeof resolveOptions>;
+
+/** Fills in every default and rejects nonsense, once, when the service is made. */
+export function resolveOptions(options: KeyServiceOptions) {
+  if (!options || typeof options.store !== 'object' || options.store === null) {
+    throw new TypeError('keyward: `store` is required (for example memoryStore()).');
+  }
+  const prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
+  if (!isValidKeyPrefix(prefix)) {
+    throw new TypeError(
+      `keyward: \`prefix\` must match [a-z][a-z0-9]{1,15}; got ${JSON.stringify(prefix)}.`,
+    );
+  }
+  return {
+    store: options.store,
+    prefix,
+    maxKeysPerOwner: positiveInt('maxKeysPerOwner', options.maxKeysPerOwner, 100),
+    argon2: { ...OWASP_ARGON2, ...options.argon2 },
+    cacheMax: positiveInt('cache.max', options.cache?.max, 10_000),
+    cacheTtlMs: positiveInt('cache.ttlMs', options.cache?.ttlMs, 60_000),
+    negativeCacheMax: positiveInt('negativeCache.max', options.negativeCache?.max, 10_000),
+    negativeCacheTtlMs: positiveInt('negativeCache.ttlMs', options.negativeCache?.ttlMs, 10_000),
+    maxConcurrent: positiveInt(
+      'verification.maxConcurrent',
+      options.verification?.maxConcurrent,
+      availableParallelism(),
+    ),
+    maxQueue: nonNegativeInt('verification.maxQueue', options.verification?.maxQueue, 64),
+    maxFailures: positiveInt('verification.maxFailures', options.verification?.maxFailures, 10),
+    cooldownMs: positiveInt('verification.cooldownMs', options.verification?.cooldownMs, 60_000),
+    lastUsedFlushIntervalMs: positiveInt(
+      'lastUsedFlushIntervalMs',
+      options.lastUsedFlushIntervalMs,
+      1000,
+    ),
+    storeTimeoutMs: positiveInt('storeTimeoutMs', options.storeTimeoutMs, 5000),
+    bus: options.bus,
+    onInvalidKey: options.onInvalidKey ?? (() => {}),
+    onError: options.onError ?? (() => {}),
+    now: options.now ?? (() => new Date()),
+  };
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);
+  }
+  return value;
+}
+
+function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`keyward: \`${name}\` must be a whole number ≥ 0; got ${value}.`);
+  }
+  return value;
+}

@@ -1,0 +1,71 @@
+import {
+  type AuthenticatedKey,
+  createHttpHandler,
+  type HttpOptions,
+  type HttpResponse,
+  type KeyService,
+} from '@keyward/core';
+import express, { type RequestHandler, type Response, type Router } from 'express';
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** The key that authenticated this request, set by keyward's guard. */
+      apiKey?: AuthenticatedKey;
+    }
+  }
+}
+
+export interface KeywardExpressOptions extends HttpOptions {
+  /** The key service (from `createKeyService`) the routes and the guard use. */
+  service: KeyService;
+}
+
+export interface KeywardExpress {
+  /** Serves the management API under `mountPath`; mount it with `app.use(router)`,
+   * before any body parser (keyward reads the body itself, and only once the key is
+   * verified). */
+  router: Router;
+  /** Guard for the host's own routes: sets `req.apiKey`, or answers 401/503 in the shared
+   * error envelope. */
+  requireApiKey(): RequestHandler;
+}
+
+/**
+ * keyward for Express 5.
+ *
+ * ```ts
+ * const auth = keyward({ service });
+ * app.use(auth.router);
+ * app.get('/v1/me', auth.requireApiKey(), (req, res) => res.json(req.apiKey));
+ * ```
+ */
+export function keyward(options: KeywardExpressOptions): KeywardExpress {
+  const http = createHttpHandler(options.service, options);
+  const router = express.Router();
+
+  router.use((req, res, next) => {
+    // req.url is relative to wherever the host mounted this router.
+    const path = req.url.split('?', 1)[0] ?? '';
+    if (!http.owns(path)) return next();
+    http
+      .handle({ method: req.method, path, headers: req.headers, body: req })
+      .then((response) => send(res, response), next);
+  });
+
+  const guard: RequestHandler = (req, res, next) => {
+    http.authenticate(req.headers).then((result) => {
+      if (!result.ok) return send(res, http.errorResponse(result.error));
+      req.apiKey = result.key;
+      next();
+    }, next);
+  };
+
+  return { router, requireApiKey: () => guard };
+}
+
+/** Writes core's response as is, so Express sends the same bytes as every adapter. */
+function send(res: Response, response: HttpResponse): void {
+  res.writeHead(response.status, response.headers);
+  res.end(response.body);
+}

@@ -1,0 +1,95 @@
+import {
+  type AuthenticatedKey,
+  createHttpHandler,
+  type HttpOptions,
+  type HttpResponse,
+  type KeyService,
+} from '@keyward/core';
+import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
+import fp from 'fastify-plugin';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The key that authenticated this request, set by keyward's guard; `null` on routes
+     * without the guard. */
+    apiKey: AuthenticatedKey | null;
+  }
+  interface FastifyInstance {
+    /** keyward's guard as an onRequest hook: `{ onRequest: fastify.requireApiKey }`. */
+    requireApiKey: onRequestHookHandler;
+  }
+  interface FastifyContextConfig {
+    /** Guard this route with keyward: `{ config: { apiKey: true } }`. */
+    apiKey?: boolean;
+  }
+}
+
+export interface KeywardFastifyOptions extends HttpOptions {
+  /** The key service (from `createKeyService`) the routes and the guard use. */
+  service: KeyService;
+}
+
+async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOptions) {
+  const http = createHttpHandler(options.service, options);
+
+  // onRequest runs before Fastify reads any body: an unverified caller never gets its
+  // body parsed.
+  const requireApiKey: onRequestHookHandler = async (request, reply) => {
+    const result = await http.authenticate(request.headers);
+    if (!result.ok) return send(reply, http.errorResponse(result.error));
+    request.apiKey = result.key;
+  };
+  fastify.decorateRequest('apiKey', null);
+  fastify.decorate('requireApiKey', requireApiKey);
+  fastify.addHook('onRoute', (route) => {
+    if (!route.config?.apiKey) return;
+    const hooks = route.onRequest ?? [];
+    route.onRequest = [requireApiKey, ...(Array.isArray(hooks) ? hooks : [hooks])];
+  });
+
+  // The management routes live in their own context: core reads the raw body itself (after
+  // the key check, with its own media type, size and JSON rules), so Fastify's parsers are
+  // replaced by one that leaves the stream untouched.
+  await fastify.register(async (api) => {
+    api.removeAllContentTypeParsers();
+    api.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    const handler = async (
+      request: {
+        method: string;
+        url: string;
+        headers: KeywardHeaders;
+        raw: AsyncIterable<Uint8Array>;
+      },
+      reply: FastifyReply,
+    ) => {
+      const path = request.url.split('?', 1)[0] ?? '';
+      const response = await http.handle({
+        method: request.method,
+        path,
+        headers: request.headers,
+        body: request.raw,
+      });
+      return send(reply, response);
+    };
+    api.all(http.mountPath, handler);
+    api.all(`${http.mountPath}/*`, handler);
+  });
+}
+
+type KeywardHeaders = Record<string, string | string[] | undefined>;
+
+function send(reply: FastifyReply, response: HttpResponse): FastifyReply {
+  return reply.code(response.status).headers(response.headers).send(response.body);
+}
+
+/**
+ * keyward for Fastify 5: the management routes under `mountPath` and a guard for the
+ * host's routes.
+ *
+ * ```ts
+ * await app.register(keyward, { service });
+ * app.get('/v1/me', { config: { apiKey: true } }, (request) => request.apiKey);
+ * ```
+ */
+export const keyward = fp(keywardPlugin, { fastify: '5.x', name: '@keyward/fastify' });
+export default keyward;

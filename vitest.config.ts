@@ -2,15 +2,16 @@ import { defineConfig } from 'vitest/config';
 
 // Workspace packages resolve to their TypeScript sources through the `keyward-source`
 // export condition, so tests and demos never need a build first.
-const conditions = ['keyward-source', 'node', 'import', 'default'];
+// Vite's own defaults follow the source condition (vite is not a direct dependency here).
+const serverConditions = ['keyward-source', 'module', 'node', 'development|production'];
 const project = (name: string, include: string[]) => ({
   extends: true as const,
   test: { name, include },
 });
 
 export default defineConfig({
-  resolve: { conditions },
-  ssr: { resolve: { conditions, externalConditions: ['keyward-source'] } },
+  resolve: { conditions: serverConditions },
+  ssr: { resolve: { conditions: serverConditions } },
   test: {
     testTimeout: 20_000,
     hookTimeout: 60_000,

@@ -5,7 +5,13 @@ import {
   type HttpResponse,
   type KeyService,
 } from '@keyward/core';
-import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+} from 'fastify';
 import fp from 'fastify-plugin';
 
 declare module 'fastify' {
@@ -17,6 +23,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** keyward's guard as an onRequest hook: `{ onRequest: fastify.requireApiKey }`. */
     requireApiKey: onRequestHookHandler;
+    /** keyward's HTTP layer, for `keywardFrameworkErrors`. */
+    keyward: ReturnType<typeof createHttpHandler>;
   }
   interface FastifyContextConfig {
     /** Guard this route with keyward: `{ config: { apiKey: true } }`. */
@@ -41,6 +49,7 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
   };
   fastify.decorateRequest('apiKey', null);
   fastify.decorate('requireApiKey', requireApiKey);
+  fastify.decorate('keyward', http);
   fastify.addHook('onRoute', (route) => {
     if (!route.config?.apiKey) return;
     const hooks = route.onRequest ?? [];
@@ -53,30 +62,49 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
   await fastify.register(async (api) => {
     api.removeAllContentTypeParsers();
     api.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    const handler = async (
-      request: {
-        method: string;
-        url: string;
-        headers: KeywardHeaders;
-        raw: AsyncIterable<Uint8Array>;
-      },
-      reply: FastifyReply,
-    ) => {
-      const path = request.url.split('?', 1)[0] ?? '';
-      const response = await http.handle({
-        method: request.method,
-        path,
-        headers: request.headers,
-        body: request.raw,
-      });
-      return send(reply, response);
-    };
+    const handler = (request: FastifyRequest, reply: FastifyReply) => serve(http, request, reply);
     api.all(http.mountPath, handler);
     api.all(`${http.mountPath}/*`, handler);
   });
 }
 
-type KeywardHeaders = Record<string, string | string[] | undefined>;
+async function serve(
+  http: ReturnType<typeof createHttpHandler>,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
+  const response = await http.handle({
+    method: request.method,
+    path: request.url.split('?', 1)[0] ?? '',
+    headers: request.headers,
+    body: request.raw,
+  });
+  return send(reply, response);
+}
+
+/**
+ * Pass as Fastify's `frameworkErrors` option so that a malformed URL under the mount path
+ * (`/v1/api-keys/%ZZ`) gets keyward's answer, as on every adapter, instead of Fastify's
+ * own 400, which it sends before any plugin can see the request. Other errors and paths
+ * keep Fastify's default answer.
+ *
+ * ```ts
+ * const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
+ * ```
+ */
+export function keywardFrameworkErrors(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const http = request.server.keyward;
+  const path = request.url.split('?', 1)[0] ?? '';
+  if (http && error.code === 'FST_ERR_BAD_URL' && http.owns(path)) {
+    serve(http, request, reply).catch((e: unknown) => reply.send(e));
+    return;
+  }
+  reply.code(error.statusCode ?? 400).send(error);
+}
 
 function send(reply: FastifyReply, response: HttpResponse): FastifyReply {
   return reply.code(response.status).headers(response.headers).send(response.body);

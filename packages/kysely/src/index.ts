@@ -1,0 +1,11 @@
+export { type KyselyStoreOptions, kyselyStore } from './kysely-store.js';
+export { keywardMigrationProvider, migrate } from './migrations.js';
+export {
+  DEFAULT_CHANNEL,
+  type PgListenConnection,
+  type PgliteListenConnection,
+  type PgNotification,
+  type PostgresBusOptions,
+  postgresBus,
+} from './postgres-bus.js';
+export { type AnyKysely, DEFAULT_TABLE, type TableOptions } from './table.js';

@@ -1,0 +1,178 @@
+import {
+  type InsertResult,
+  KeyCollisionError,
+  type KeyStore,
+  type LastUsedUpdate,
+  type StoredKey,
+} from '@keyward/core';
+import { type Kysely, sql } from 'kysely';
+import {
+  type AnyKysely,
+  KEY_COLUMNS,
+  type KeyRow,
+  type KeywardTables,
+  type TableOptions,
+  tableNames,
+} from './table.js';
+
+export interface KyselyStoreOptions extends TableOptions {}
+
+/**
+ * The keyward store on Postgres (a server, or PGlite) through the host's Kysely. It opens no
+ * connection: it runs on `db`, and ignores `db`'s plugins (a `CamelCasePlugin` would rename
+ * its columns). Run `migrate(db)` or the migration provider first.
+ *
+ * `db` may be a Kysely `Transaction`, for a host that creates a key along with rows of its
+ * own; that transaction must then be READ COMMITTED (Postgres's default) for the cap to hold.
+ */
+export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): KeyStore {
+  const names = tableNames(options);
+  const { table } = names;
+  const q = db.withoutPlugins() as Kysely<KeywardTables>;
+  const t = sql.table(table);
+
+  const inTransaction = <T>(work: (trx: Kysely<KeywardTables>) => Promise<T>): Promise<T> => {
+    // A host's transaction is used as is; the lock then lasts until the host commits.
+    if (q.isTransaction) return work(q);
+    // READ COMMITTED whatever the database's default: under REPEATABLE READ the count would
+    // read the snapshot taken before the lock was granted, and miss the keys it waited for.
+    return q.transaction().setIsolationLevel('read committed').execute(work);
+  };
+
+  return {
+    async insert(key, { maxKeysPerOwner }): Promise<InsertResult> {
+      try {
+        const inserted = await inTransaction(async (trx) => {
+          // Serializes the inserts of one owner (not of everyone); the lock is released at
+          // commit, after which the next waiter's fresh READ COMMITTED snapshot sees this row.
+          await sql`select pg_advisory_xact_lock(hashtext(${table}), hashtext(${key.ownerId}))`.execute(
+            trx,
+          );
+          const result = await sql<{ id: string }>`
+            insert into ${t} (id, owner_id, name, lookup, hash, key_prefix, key_suffix, created_at, last_used_at)
+            select ${key.id}::text, ${key.ownerId}::text, ${key.name}::text, ${key.lookup}::text,
+              ${key.hash}::text, ${key.keyPrefix}::text, ${key.keySuffix}::text,
+              ${timestamp(key.createdAt)}::timestamptz, ${key.lastUsedAt && timestamp(key.lastUsedAt)}::timestamptz
+            where (select count(*) from ${t} where owner_id = ${key.ownerId}::text) < ${maxKeysPerOwner}::int
+            returning id`.execute(trx);
+          return result.rows.length > 0;
+        });
+        return inserted ? { ok: true } : { ok: false, reason: 'limit_reached' };
+      } catch (error) {
+        const field = collisionField(error, names.primaryKey, names.lookupIndex);
+        // The driver's error is dropped on purpose: its detail quotes the lookup part.
+        if (field) throw new KeyCollisionError(field);
+        throw error;
+      }
+    },
+
+    async findByLookup(lookup) {
+      const row = await q
+        .selectFrom(table)
+        .select(KEY_COLUMNS)
+        .where('lookup', '=', lookup)
+        .executeTakeFirst();
+      return row ? toStoredKey(row) : null;
+    },
+
+    async listByOwner(ownerId) {
+      const rows = await q
+        .selectFrom(table)
+        .select(KEY_COLUMNS)
+        .where('owner_id', '=', ownerId)
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .execute();
+      return rows.map(toStoredKey);
+    },
+
+    async rename(ownerId, id, name) {
+      const row = await q
+        .updateTable(table)
+        .set({ name })
+        .where('owner_id', '=', ownerId)
+        .where('id', '=', id)
+        .returning(KEY_COLUMNS)
+        .executeTakeFirst();
+      return row ? toStoredKey(row) : null;
+    },
+
+    async delete(ownerId, id) {
+      // RETURNING rather than the affected-row count, which not every dialect reports.
+      const row = await q
+        .deleteFrom(table)
+        .where('owner_id', '=', ownerId)
+        .where('id', '=', id)
+        .returning('id')
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+
+    async recordLastUsed(updates: readonly LastUsedUpdate[]) {
+      if (updates.length === 0) return;
+      // One row per id: UPDATE ... FROM applies only one of several matching source rows, and
+      // not necessarily the latest.
+      const latest = new Map<string, number>();
+      for (const { id, lastUsedAt } of updates) {
+        const at = lastUsedAt.getTime();
+        const seen = latest.get(id);
+        if (seen === undefined || at > seen) latest.set(id, at);
+      }
+      // Sorted, so concurrent batches from several instances lock shared rows in the same
+      // order instead of deadlocking.
+      const ids = [...latest.keys()].sort();
+      const times = ids.map((id) => new Date(latest.get(id) as number).toISOString());
+      // The guard keeps lastUsedAt monotonic even against a concurrent writer: under READ
+      // COMMITTED, Postgres re-checks it on the newest row version before updating. Rows it
+      // would not move forward are left untouched (no dead tuple).
+      await sql`
+        update ${t} as k set last_used_at = v.at
+        from unnest(${ids}::text[], ${times}::timestamptz[]) as v(id, at)
+        where k.id = v.id and (k.last_used_at is null or k.last_used_at < v.at)`.execute(q);
+    },
+  } satisfies KeyStore;
+}
+
+function toStoredKey(row: KeyRow): StoredKey {
+  return {
+    id: row.id,
+    ownerId: row.owner_id,
+    name: row.name,
+    lookup: row.lookup,
+    hash: row.hash,
+    keyPrefix: row.key_prefix,
+    keySuffix: row.key_suffix,
+    createdAt: toDate(row.created_at),
+    lastUsedAt: row.last_used_at === null ? null : toDate(row.last_used_at),
+  };
+}
+
+/** Both pg and PGlite return timestamptz as a Date; a host that told its driver to return
+ * text gets the same Dates. */
+function toDate(value: Date | string): Date {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) {
+    throw new TypeError(`keyward: the database returned an unreadable timestamp: ${String(value)}`);
+  }
+  return date;
+}
+
+/** ISO 8601 in UTC: exact to the millisecond, and read the same way by every driver and
+ * session time zone (pg would otherwise send the process's local time). */
+function timestamp(date: Date): string {
+  return date.toISOString();
+}
+
+/** Which unique constraint a unique violation (SQLSTATE 23505) hit, if it is one of ours. */
+function collisionField(
+  error: unknown,
+  primaryKey: string,
+  lookupIndex: string,
+): 'id' | 'lookup' | null {
+  if (typeof error !== 'object' || error === null) return null;
+  const { code, constraint } = error as { code?: unknown; constraint?: unknown };
+  if (code !== '23505') return null;
+  if (constraint === primaryKey) return 'id';
+  if (constraint === lookupIndex) return 'lookup';
+  return null;
+}

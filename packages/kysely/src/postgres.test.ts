@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import type { KeyStore } from '@keyward/core';
+import { describeCap, serviceUnavailable } from '@keyward/testing';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
+import { kyselyStore } from './kysely-store.js';
+import { migrate } from './migrations.js';
+import { postgresBus } from './postgres-bus.js';
+import type { AnyKysely } from './table.js';
+
+const url = process.env.KEYWARD_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+async function reachable(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch (error) {
+    serviceUnavailable('Postgres', error);
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const available = await reachable();
+// A table and channel of its own per run, so concurrent runs on the shared server never meet.
+const table = `keyward_test_${randomBytes(6).toString('hex')}`;
+const log = queryLog();
+const kyselys: AnyKysely[] = [];
+const clients: pg.Client[] = [];
+
+function newKysely(config: pg.PoolConfig = {}): AnyKysely {
+  const pool = new pg.Pool({ connectionString: url, max: 10, ...config });
+  const db = new Kysely({ dialect: new PostgresDialect({ pool }), log: log.record });
+  kyselys.push(db);
+  return db;
+}
+
+async function newClient(): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  clients.push(client);
+  await client.connect();
+  return client;
+}
+
+describe.skipIf(!available)('Postgres server', () => {
+  let db: AnyKysely;
+  beforeAll(async () => {
+    // A session time zone far from UTC: round trips must not depend on it.
+    db = newKysely({ options: '-c TimeZone=Pacific/Chatham' });
+    await migrate(db, { table });
+  });
+  afterAll(async () => {
+    await db?.schema.dropTable(table).ifExists().execute();
+    await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+    await Promise.all(kyselys.map((k) => k.destroy()));
+  });
+
+  // Each peer has its own pool, so concurrent inserts really race on separate connections.
+  const createPeers = async (count: number): Promise<KeyStore[]> =>
+    Array.from({ length: count }, () => kyselyStore(newKysely({ max: 4 }), { table }));
+
+  describeKyselyStore('Postgres', { db: () => db, table, log, createPeers });
+  describePostgresBus('Postgres', {
+    db: () => db,
+    connect: async () => {
+      const client = await newClient();
+      return {
+        connection: client,
+        roundTrip: async () => {
+          await client.query('select 1');
+        },
+      };
+    },
+  });
+
+  describe('under a database default of REPEATABLE READ', () => {
+    // The store must not inherit it: the count would read a snapshot older than the lock.
+    const repeatableRead = async (count: number): Promise<KeyStore[]> =>
+      Array.from({ length: count }, () =>
+        kyselyStore(
+          newKysely({ max: 4, options: '-c default_transaction_isolation=repeatable\\ read' }),
+          { table },
+        ),
+      );
+    let store: KeyStore;
+    beforeAll(async () => {
+      [store] = (await repeatableRead(1)) as [KeyStore];
+    });
+    describeCap(
+      {
+        get store() {
+          return store;
+        },
+      },
+      { createPeers: repeatableRead },
+    );
+  });
+
+  it('a dropped listen connection reports to onError instead of crashing the process', async () => {
+    const client = await newClient();
+    const errors: unknown[] = [];
+    const bus = postgresBus({ db, connection: client, onError: (e) => errors.push(e) });
+    const stop = await bus.subscribe(() => undefined);
+    const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+    await sql`select pg_terminate_backend(${rows[0]?.pid}::int)`.execute(db);
+    // pg reports the server's FATAL, then may report the closed socket as well.
+    await vi.waitFor(() => expect(errors[0]).toMatchObject({ code: '57P01' }));
+    // The subscription is dead; ending it tells the caller so rather than pretending.
+    await expect(stop()).rejects.toThrow();
+  });
+});

@@ -1,0 +1,74 @@
+import type { Kysely } from 'kysely';
+
+/** The table a store uses when the host names none. */
+export const DEFAULT_TABLE = 'keyward_api_keys';
+
+/** Options shared by the store and the migrations: both must agree on the table. */
+export interface TableOptions {
+  /**
+   * Name of the table holding the keys, a plain lower-case identifier (use the connection's
+   * `search_path` to place it in another schema). The constraint and index names derive from
+   * it, which is how collisions are told apart, so it is limited to 45 characters: the longest
+   * derived name must fit Postgres's 63-byte identifiers.
+   * @default 'keyward_api_keys'
+   */
+  table?: string;
+}
+
+/** The table and the names of its constraints, derived in one place so the DDL and the
+ * error mapping cannot drift apart. */
+export interface TableNames {
+  table: string;
+  primaryKey: string;
+  lookupIndex: string;
+  ownerIndex: string;
+}
+
+export function tableNames(options: TableOptions = {}): TableNames {
+  const table = options.table ?? DEFAULT_TABLE;
+  if (!/^[a-z_][a-z0-9_]{0,44}$/.test(table)) {
+    throw new TypeError(
+      `keyward: table must be a lower-case identifier of at most 45 characters ([a-z_][a-z0-9_]*), got ${JSON.stringify(table)}.`,
+    );
+  }
+  return {
+    table,
+    primaryKey: `${table}_pkey`,
+    lookupIndex: `${table}_lookup_key`,
+    ownerIndex: `${table}_owner_created_idx`,
+  };
+}
+
+/** One row as the drivers return it. */
+export interface KeyRow {
+  id: string;
+  owner_id: string;
+  name: string;
+  lookup: string;
+  hash: string;
+  key_prefix: string;
+  key_suffix: string;
+  created_at: Date;
+  last_used_at: Date | null;
+}
+
+/** The database as the store sees it: whatever the table is called, it holds `KeyRow`s. */
+export type KeywardTables = Record<string, KeyRow>;
+
+export const KEY_COLUMNS = [
+  'id',
+  'owner_id',
+  'name',
+  'lookup',
+  'hash',
+  'key_prefix',
+  'key_suffix',
+  'created_at',
+  'last_used_at',
+] as const satisfies readonly (keyof KeyRow)[];
+
+/**
+ * Any host's Kysely: the host's schema type knows nothing of our table, and need not.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: Kysely<any> is how Kysely spells "a database of any schema"; a narrower type would reject the host's own Kysely<DB>.
+export type AnyKysely = Kysely<any>;

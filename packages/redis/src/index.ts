@@ -1,0 +1,2 @@
+export { type RedisBusOptions, redisBus } from './redis-bus.js';
+export { type RedisStoreOptions, redisStore } from './redis-store.js';

@@ -1,0 +1,86 @@
+/**
+ * Where the store keeps what, in one place so the store, its Lua scripts and the tests
+ * agree. For namespace `ns`:
+ *
+ * | key                         | type   | holds                                        | slot        |
+ * |-----------------------------|--------|----------------------------------------------|-------------|
+ * | `ns:{o:<owner>}:ids`        | zset   | the owner's key ids, scored by createdAt ms  | owner's tag |
+ * | `ns:{o:<owner>}:k:<id>`     | hash   | one key record (every StoredKey field)       | owner's tag |
+ * | `ns:l:<lookup>`             | string | lookup index: `<owner> <id> <nonce>`         | its own     |
+ * | `ns:i:<id>`                 | string | id index: `<owner> <id> <nonce>`             | its own     |
+ *
+ * Everything scoped to an owner (the cap, list, rename, delete, lastUsedAt) lives under the
+ * owner's hash tag, so one Lua script on one slot does it atomically, on a Cluster too.
+ * Find-by-lookup has no owner, and ids are unique across owners, so those two indexes
+ * cannot share the owner's slot; each lands wherever its own name hashes. The tag sits
+ * after the namespace so that `ns:*` matches every key of a namespace in one SCAN.
+ */
+
+/** Letters, digits and `_ . : -`: nothing that opens or closes a hash tag, nothing that a
+ * SCAN pattern would read as a wildcard. */
+const NAMESPACE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+export function assertNamespace(namespace: string): void {
+  if (!NAMESPACE.test(namespace)) {
+    throw new TypeError(
+      `redisStore: namespace must be 1 to 64 letters, digits, "_", ".", ":" or "-"; got ${JSON.stringify(namespace)}.`,
+    );
+  }
+}
+
+/**
+ * Owner ids and key ids come from the host and may hold any character. Escaping `}` keeps
+ * an owner id from closing the hash tag early (two owners would then share keys), `{`
+ * keeps the first `{` ours, and the space keeps the index values splittable; `%` escapes
+ * itself so the mapping stays one-to-one. Ordinary ids (`key_…`, UUIDs) pass unchanged.
+ */
+export function escapePart(part: string): string {
+  return part.replace(/[%{} ]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+export interface KeyLayout {
+  readonly namespace: string;
+  /** Pattern of every key of this namespace, for SCAN. */
+  readonly pattern: string;
+  /** Record keys are `recordPrefix + <escaped owner> + RECORD_INFIX + <escaped id>`; the
+   * standalone lastUsedAt script rebuilds them from an id index value. */
+  readonly recordPrefix: string;
+  ownerIds(escapedOwner: string): string;
+  record(escapedOwner: string, escapedId: string): string;
+  lookupIndex(lookup: string): string;
+  idIndex(id: string): string;
+}
+
+export const RECORD_INFIX = '}:k:';
+
+export function keyLayout(namespace: string): KeyLayout {
+  assertNamespace(namespace);
+  const recordPrefix = `${namespace}:{o:`;
+  return {
+    namespace,
+    pattern: `${namespace}:*`,
+    recordPrefix,
+    ownerIds: (owner) => `${recordPrefix}${owner}}:ids`,
+    record: (owner, id) => `${recordPrefix}${owner}${RECORD_INFIX}${id}`,
+    lookupIndex: (lookup) => `${namespace}:l:${escapePart(lookup)}`,
+    idIndex: (id) => `${namespace}:i:${escapePart(id)}`,
+  };
+}
+
+/** What both indexes point at. The nonce makes each insert's value its own, so a
+ * compare-and-delete never removes another insert's entry. */
+export interface IndexEntry {
+  owner: string;
+  id: string;
+}
+
+export function formatIndexEntry(owner: string, id: string, nonce: string): string {
+  return `${owner} ${id} ${nonce}`;
+}
+
+/** `null` for a value this store did not write: such an entry resolves to nothing. */
+export function parseIndexEntry(value: string): IndexEntry | null {
+  const [owner, id, nonce, extra] = value.split(' ');
+  if (!owner || !id || !nonce || extra !== undefined) return null;
+  return { owner, id };
+}

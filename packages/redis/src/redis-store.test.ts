@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto';
+import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { redisStore } from './redis-store.js';
+import {
+  countCommands,
+  deleteNamespace,
+  describeBusDelivery,
+  describeNoOrphans,
+  dumpNamespace,
+  namespaceKeys,
+  REDIS_URL,
+  randomNamespace,
+  redisServerReachable,
+} from './test-support.js';
+
+const reachable = await redisServerReachable();
+const clients: Redis[] = [];
+const connect = async (options: { keyPrefix?: string } = {}) => {
+  const client = new Redis({ ...REDIS_URL, ...options });
+  clients.push(client);
+  return client;
+};
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.quit()));
+});
+
+if (!reachable) {
+  it.skip('Redis at 127.0.0.1:6379 is unreachable', () => {});
+} else {
+  const namespace = randomNamespace();
+  const main = await connect();
+
+  describeStoreConformance('redis (single server)', {
+    createStore: () => redisStore(main, { namespace }),
+    createPeers: async (count) =>
+      Promise.all(
+        Array.from({ length: count }, async () => redisStore(await connect(), { namespace })),
+      ),
+    dumpContents: () => dumpNamespace(main, namespace),
+    teardown: () => deleteNamespace(main, namespace),
+  });
+
+  describeNoOrphans('redis (single server)', () => connect());
+  describeBusDelivery('redis (single server)', () => connect());
+
+  describe('redis (single server): round trips and options', () => {
+    it('recordLastUsed() sends one command per batch, and none for an empty batch', async () => {
+      const client = await connect();
+      const ns = randomNamespace();
+      const store = redisStore(client, { namespace: ns });
+      try {
+        const owner = `owner_${randomUUID()}`;
+        const keys = await Promise.all([1, 2, 3].map(() => makeStoredKey({ ownerId: owner })));
+        const other = await makeStoredKey();
+        for (const key of [...keys, other]) await store.insert(key, { maxKeysPerOwner: 10 });
+        const at = (offset: number) => new Date(Date.parse('2025-06-01T00:00:00Z') + offset);
+        // The first call may have to load the script into the server's cache.
+        await store.recordLastUsed([{ id: other.id, lastUsedAt: at(0) }]);
+
+        const batch = [
+          ...keys.map((key, i) => ({ id: key.id, lastUsedAt: at(10 + i) })),
+          { id: other.id, lastUsedAt: at(5) },
+          { id: other.id, lastUsedAt: at(50) },
+          { id: 'key_unknown0000000000000', lastUsedAt: at(60) },
+        ];
+        const sent = await countCommands(client, () => store.recordLastUsed(batch));
+        expect(sent).toEqual(['evalsha']);
+        expect(await countCommands(client, () => store.recordLastUsed([]))).toEqual([]);
+
+        const listed = await store.listByOwner(owner);
+        expect(listed.map((k) => k.lastUsedAt?.getTime()).sort()).toEqual(
+          [10, 11, 12].map((i) => at(i).getTime()),
+        );
+        expect((await store.findByLookup(other.lookup))?.lastUsedAt).toEqual(at(50));
+      } finally {
+        await deleteNamespace(client, ns);
+      }
+    });
+
+    it('works through a client with an ioredis keyPrefix', async () => {
+      const keyPrefix = `kwtest-prefix-${randomUUID().slice(0, 8)}:`;
+      const client = await connect({ keyPrefix });
+      const plain = await connect();
+      const store = redisStore(client, { namespace: 'app' });
+      try {
+        const key = await makeStoredKey();
+        await store.insert(key, { maxKeysPerOwner: 10 });
+        const at = new Date('2025-06-01T12:00:00.789Z');
+        await store.recordLastUsed([{ id: key.id, lastUsedAt: at }]);
+        expect(await store.findByLookup(key.lookup)).toEqual({ ...key, lastUsedAt: at });
+        expect((await namespaceKeys(plain, `${keyPrefix}app`)).length).toBeGreaterThan(0);
+        expect(await store.delete(key.ownerId, key.id)).toBe(true);
+        expect(await namespaceKeys(plain, `${keyPrefix}app`)).toEqual([]);
+      } finally {
+        await deleteNamespace(plain, `${keyPrefix}app`);
+      }
+    });
+
+    it('rejects a namespace that could break hash tags or SCAN patterns', () => {
+      expect(() => redisStore(clients[0] as Redis, { namespace: 'a{b}' })).toThrow(/namespace/);
+      expect(() => redisStore(clients[0] as Redis, { namespace: 'a*' })).toThrow(/namespace/);
+      expect(() => redisStore(clients[0] as Redis, { namespace: '' })).toThrow(/namespace/);
+    });
+
+    it('an owner id holding braces and spaces stays in its own keys', async () => {
+      const ns = randomNamespace();
+      const store = redisStore(main, { namespace: ns });
+      try {
+        const tricky = await makeStoredKey({ ownerId: 'a} {b %7D' });
+        const plain = await makeStoredKey({ ownerId: 'a%7D {b } ' });
+        await store.insert(tricky, { maxKeysPerOwner: 1 });
+        expect(await store.insert(plain, { maxKeysPerOwner: 1 })).toEqual({ ok: true });
+        expect(await store.listByOwner(tricky.ownerId)).toEqual([tricky]);
+        expect(await store.findByLookup(plain.lookup)).toEqual(plain);
+        await store.recordLastUsed([{ id: tricky.id, lastUsedAt: new Date(5) }]);
+        expect((await store.findByLookup(tricky.lookup))?.lastUsedAt).toEqual(new Date(5));
+      } finally {
+        await deleteNamespace(main, ns);
+      }
+    });
+
+    it('a dangling lookup entry reads as null and does not block a later insert', async () => {
+      const ns = randomNamespace();
+      const store = redisStore(main, { namespace: ns });
+      try {
+        const key = await makeStoredKey();
+        await store.insert(key, { maxKeysPerOwner: 10 });
+        // What a crash between delete's steps leaves: the record gone, the index kept.
+        const lookupIndex = `${ns}:l:${key.lookup}`;
+        const idIndex = `${ns}:i:${key.id}`;
+        const [entry, idEntry] = await Promise.all([main.get(lookupIndex), main.get(idIndex)]);
+        await store.delete(key.ownerId, key.id);
+        await main.set(lookupIndex, entry ?? '');
+        await main.set(idIndex, idEntry ?? '');
+        expect(await store.findByLookup(key.lookup)).toBeNull();
+        await store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]);
+        expect(await store.listByOwner(key.ownerId)).toEqual([]);
+
+        // The same id reused with a new lookup: the old entry must not resolve to it.
+        const reused = await makeStoredKey({ id: key.id, ownerId: key.ownerId });
+        expect(await store.insert(reused, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
+        expect(await store.findByLookup(key.lookup)).toBeNull();
+        // And the same lookup again, under another owner: the entry is taken over.
+        const again = await makeStoredKey({ lookup: key.lookup });
+        expect(await store.insert(again, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
+        expect(await store.findByLookup(key.lookup)).toEqual(again);
+        expect(await store.findByLookup(reused.lookup)).toEqual(reused);
+      } finally {
+        await deleteNamespace(main, ns);
+      }
+    });
+
+    it('an unreachable server makes every method throw, never answer null', async () => {
+      const down = new Redis({
+        host: '127.0.0.1',
+        port: 1,
+        lazyConnect: true,
+        retryStrategy: () => null,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+      });
+      down.on('error', () => {});
+      const store = redisStore(down);
+      const key = await makeStoredKey();
+      await expect(store.insert(key, { maxKeysPerOwner: 1 })).rejects.toThrow();
+      await expect(store.findByLookup(key.lookup)).rejects.toThrow();
+      await expect(store.listByOwner(key.ownerId)).rejects.toThrow();
+      await expect(store.rename(key.ownerId, key.id, 'x')).rejects.toThrow();
+      await expect(store.delete(key.ownerId, key.id)).rejects.toThrow();
+      await expect(
+        store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),
+      ).rejects.toThrow();
+      down.disconnect();
+    });
+  });
+}

@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+
+/**
+ * The Lua scripts behind every step that must be atomic. Each script but `lastUsedResolve`
+ * touches only keys it is given, all under one owner's hash tag (or one index key), so a
+ * Cluster runs it on one node with no CROSSSLOT. Redis runs a script to the end before any
+ * other command: that is what makes the cap exact across instances without locks.
+ *
+ * Timestamps go in and out as the decimal strings the caller sent: Lua numbers are
+ * doubles and `tostring` would print large ones in exponent form.
+ */
+export interface Script {
+  readonly lua: string;
+  readonly sha: string;
+}
+
+function script(lua: string): Script {
+  return { lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
+
+/** KEYS: ids zset, record. ARGV: cap, id, createdAt ms, then field/value pairs.
+ * Returns 'ok', 'limit' or 'id'. */
+export const insertRecord = script(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'id' end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 'limit' end
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 'ok'
+`);
+
+/** KEYS: ids zset, record. ARGV: id, expected lookup ('' for any). Returns the deleted
+ * record's lookup part, or nil when there was nothing (or something else) to delete.
+ * An emptied zset vanishes with its last member, so an owner leaves no key behind. */
+export const deleteRecord = script(`
+local lookup = redis.call('HGET', KEYS[2], 'lookup')
+if not lookup or (ARGV[2] ~= '' and lookup ~= ARGV[2]) then return false end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return lookup
+`);
+
+/** KEYS: record. ARGV: name. Returns the renamed record as HGETALL pairs, or nil. */
+export const renameRecord = script(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'name', ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+`);
+
+/** KEYS: index key. ARGV: expected value, new value ('' deletes). Returns 1 when the
+ * index held the expected value and was changed. */
+export const swapIndex = script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+`);
+
+/** KEYS: index key. ARGV: value prefix (`<owner> <id> `). Deletes the index when it
+ * points at that owner's id, whatever its nonce: delete knows the record, not the insert. */
+export const dropIndex = script(`
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`);
+
+/**
+ * The max-merge shared by both lastUsedAt scripts: only an existing record is touched, so
+ * a late batch never recreates a deleted key, and only a later time is written.
+ */
+const mergeLastUsed = `
+local function merge(record, at)
+  if redis.call('EXISTS', record) == 0 then return end
+  local current = redis.call('HGET', record, 'lastUsedAt')
+  if not current or tonumber(current) < tonumber(at) then
+    redis.call('HSET', record, 'lastUsedAt', at)
+  end
+end
+`;
+
+/** Cluster path, one call per owner slot. KEYS: records. ARGV: ms per record. */
+export const lastUsedMerge = script(`${mergeLastUsed}
+for i, record in ipairs(KEYS) do merge(record, ARGV[i]) end
+return 0
+`);
+
+/**
+ * Single-server path: the whole batch in one call. KEYS: id indexes. ARGV: record key
+ * prefix, record infix, then ms per id. It resolves each id to its owner's record and so
+ * touches keys it was not given, which only a single server allows; a Cluster client
+ * resolves the owners first and runs `lastUsedMerge` per slot instead.
+ */
+export const lastUsedResolve = script(`${mergeLastUsed}
+for i, index in ipairs(KEYS) do
+  local value = redis.call('GET', index)
+  local owner, id = nil, nil
+  if value then owner, id = string.match(value, '^(%S+) (%S+) %S+$') end
+  if owner then merge(ARGV[1] .. owner .. ARGV[2] .. id, ARGV[i + 2]) end
+end
+return 0
+`);
+
+/** The client commands the store uses; both `Redis` and `Cluster` have them. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * EVALSHA, falling back to EVAL when the server has not seen the script yet (first use, or
+ * after a restart or SCRIPT FLUSH). Done here rather than with `defineCommand` so that the
+ * host's client gets no methods added to it. On a Cluster, ioredis routes by the first key.
+ */
+export async function runScript(
+  client: RedisClient,
+  { lua, sha }: Script,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  try {
+    return await client.evalsha(sha, keys.length, ...keys, ...args);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return await client.eval(lua, keys.length, ...keys, ...args);
+  }
+}

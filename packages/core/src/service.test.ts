@@ -1,0 +1,382 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { memoryBus } from './bus.js';
+import { KeywardError } from './errors.js';
+import { generateKey, keyChecksum } from './key-format.js';
+import { memoryStore } from './memory-store.js';
+import { createKeyService, type KeyService } from './service.js';
+import type { KeyStore } from './store.js';
+
+const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
+
+/** Counts every call the service makes to its store. */
+function countingStore(inner: KeyStore = memoryStore()) {
+  const calls: Record<string, number> = {};
+  const store = {} as KeyStore;
+  for (const method of Object.keys(inner) as Array<keyof KeyStore>) {
+    if (typeof inner[method] !== 'function') continue;
+    // biome-ignore lint/suspicious/noExplicitAny: forwards each method's own arguments.
+    (store as any)[method] = (...args: unknown[]) => {
+      calls[method] = (calls[method] ?? 0) + 1;
+      // biome-ignore lint/suspicious/noExplicitAny: see above.
+      return (inner as any)[method](...args);
+    };
+  }
+  return { store, calls, inner };
+}
+
+const services: KeyService[] = [];
+function service(options: Partial<Parameters<typeof createKeyService>[0]> = {}) {
+  const s = createKeyService({ store: memoryStore(), argon2: fastArgon2, ...options });
+  services.push(s);
+  return s;
+}
+afterEach(async () => {
+  await Promise.all(services.splice(0).map((s) => s.close().catch(() => {})));
+});
+
+function wrongSecretFor(rawKey: string): string {
+  const lookup = rawKey.slice(4, 16);
+  const secret = generateKey().rawKey.slice(16, 48);
+  return `rep_${lookup}${secret}${keyChecksum('rep', lookup, secret)}`;
+}
+
+describe('key service: management', () => {
+  it('create → list → rename → revoke, scoped to the owner', async () => {
+    const keys = service();
+    const created = await keys.create('acct_1', '  Production  ');
+    expect(created.name).toBe('Production');
+    expect(created.lastUsedAt).toBeNull();
+    expect((await keys.list('acct_1')).map((k) => k.id)).toEqual([created.id]);
+    expect(await keys.list('acct_2')).toEqual([]);
+    expect(await keys.rename('acct_2', created.id, 'x')).toBeNull();
+    expect((await keys.rename('acct_1', created.id, 'Staging'))?.name).toBe('Staging');
+    expect(await keys.revoke('acct_2', created.id)).toBe(false);
+    expect(await keys.revoke('acct_1', created.id)).toBe(true);
+    expect(await keys.verify(created.rawKey)).toEqual({ ok: false, reason: 'unknown_key' });
+  });
+
+  it('the list result holds no raw key, hash or lookup part', async () => {
+    const keys = service();
+    const created = await keys.create('acct_1', 'k');
+    const [listed] = await keys.list('acct_1');
+    expect(Object.keys(listed ?? {}).sort()).toEqual(
+      ['createdAt', 'id', 'keyPrefix', 'keySuffix', 'lastUsedAt', 'name'].sort(),
+    );
+    expect(JSON.stringify(listed)).not.toContain(created.rawKey.slice(16, 48));
+  });
+
+  it('create refuses bad names and owners with clear errors', async () => {
+    const keys = service();
+    await expect(keys.create('acct_1', '')).rejects.toMatchObject({
+      code: 'invalid_request',
+      message: '`name` must not be empty.',
+    });
+    await expect(keys.create('acct_1', 'x'.repeat(101))).rejects.toMatchObject({
+      message: '`name` must be at most 100 characters.',
+    });
+    await expect(keys.create('', 'ok')).rejects.toThrow(TypeError);
+  });
+
+  it('create answers key_limit_reached at the cap', async () => {
+    const keys = service({ maxKeysPerOwner: 2 });
+    await keys.create('acct_1', 'a');
+    await keys.create('acct_1', 'b');
+    await expect(keys.create('acct_1', 'c')).rejects.toMatchObject({ code: 'key_limit_reached' });
+  });
+
+  it('rejects nonsense options when the service is made', () => {
+    expect(() => createKeyService({ store: memoryStore(), prefix: 'Bad_' })).toThrow(/prefix/);
+    expect(() => createKeyService({ store: memoryStore(), maxKeysPerOwner: 0 })).toThrow(
+      /maxKeysPerOwner/,
+    );
+    expect(() => createKeyService({} as never)).toThrow(/store/);
+  });
+
+  it('issues and accepts keys of its own prefix only', async () => {
+    const live = service({ prefix: 'live' });
+    const { rawKey } = await live.create('acct_1', 'k');
+    expect(rawKey.startsWith('live_')).toBe(true);
+    expect((await live.verify(rawKey)).ok).toBe(true);
+    expect(await live.verify(generateKey('rep').rawKey)).toEqual({
+      ok: false,
+      reason: 'malformed',
+    });
+  });
+});
+
+describe('key service: verification path', () => {
+  it('a cached key touches neither the store nor argon2', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    expect((await keys.verify(rawKey)).ok).toBe(true);
+    expect(calls.findByLookup).toBe(1);
+    for (let i = 0; i < 100; i++) expect((await keys.verify(rawKey)).ok).toBe(true);
+    expect(calls.findByLookup).toBe(1);
+  });
+
+  it('a malformed key costs no store access', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    const typo = `${rawKey.slice(0, 10)}${rawKey[10] === 'a' ? 'b' : 'a'}${rawKey.slice(11)}`;
+    expect(await keys.verify(typo)).toEqual({ ok: false, reason: 'malformed' });
+    expect(calls.findByLookup).toBeUndefined();
+  });
+
+  it('an unknown key is read from the store once per negative-cache TTL', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store, negativeCache: { ttlMs: 100 } });
+    const unknown = generateKey().rawKey;
+    for (let i = 0; i < 5; i++) expect(await keys.verify(unknown)).toMatchObject({ ok: false });
+    expect(calls.findByLookup).toBe(1);
+    await sleep(150);
+    await keys.verify(unknown);
+    expect(calls.findByLookup).toBe(2);
+  });
+
+  it('concurrent verifications of one cold key share one store read and one argon2 run', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    const results = await Promise.all(Array.from({ length: 20 }, () => keys.verify(rawKey)));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(calls.findByLookup).toBe(1);
+  });
+
+  it('after maxFailures wrong secrets, a lookup part is refused for the cooldown without argon2; cached keys are unaffected', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store, verification: { maxFailures: 3, cooldownMs: 200 } });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    const other = await keys.create('acct_1', 'cached');
+    await keys.verify(other.rawKey);
+    for (let i = 0; i < 3; i++) {
+      expect(await keys.verify(wrongSecretFor(rawKey))).toEqual({
+        ok: false,
+        reason: 'wrong_secret',
+      });
+    }
+    const readsBefore = calls.findByLookup;
+    expect(await keys.verify(wrongSecretFor(rawKey))).toEqual({
+      ok: false,
+      reason: 'too_many_failures',
+    });
+    expect(await keys.verify(rawKey)).toEqual({ ok: false, reason: 'too_many_failures' });
+    expect(calls.findByLookup).toBe(readsBefore);
+    expect((await keys.verify(other.rawKey)).ok).toBe(true);
+    await sleep(250);
+    expect((await keys.verify(rawKey)).ok).toBe(true);
+  });
+
+  it('past the argon2 queue bound, verification answers service_unavailable at once', async () => {
+    const keys = service({
+      argon2: { memoryCost: 19456, timeCost: 2, parallelism: 1 },
+      verification: { maxConcurrent: 1, maxQueue: 2 },
+    });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    const attempts = Array.from({ length: 8 }, () => keys.verify(wrongSecretFor(rawKey)));
+    const settled = await Promise.allSettled(attempts);
+    const rejected = settled.filter((s) => s.status === 'rejected');
+    expect(rejected.length).toBe(5);
+    for (const r of rejected) {
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(KeywardError);
+      expect((r as PromiseRejectedResult).reason).toMatchObject({
+        code: 'service_unavailable',
+        retryAfter: 1,
+      });
+    }
+  });
+
+  it('a store failure on a cold key is service_unavailable, never a refusal; the cached key keeps working', async () => {
+    const inner = memoryStore();
+    let down = false;
+    const store: KeyStore = {
+      ...inner,
+      findByLookup: (lookup) =>
+        down ? Promise.reject(new Error('ECONNREFUSED')) : inner.findByLookup(lookup),
+    };
+    const errors: unknown[] = [];
+    const keys = service({ store, onError: (e) => errors.push(e) });
+    const warm = await keys.create('acct_1', 'warm');
+    const cold = await keys.create('acct_1', 'cold');
+    await keys.verify(warm.rawKey);
+    down = true;
+    await expect(keys.verify(cold.rawKey)).rejects.toMatchObject({ code: 'service_unavailable' });
+    expect((await keys.verify(warm.rawKey)).ok).toBe(true);
+    expect(errors).toHaveLength(1);
+    down = false;
+    expect((await keys.verify(cold.rawKey)).ok).toBe(true);
+  });
+
+  it('a store that hangs answers service_unavailable after storeTimeoutMs', async () => {
+    const inner = memoryStore();
+    const store: KeyStore = { ...inner, findByLookup: () => new Promise(() => {}) };
+    const keys = service({ store, storeTimeoutMs: 50 });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    const started = Date.now();
+    await expect(keys.verify(rawKey)).rejects.toMatchObject({ code: 'service_unavailable' });
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('an insert that lands after its timeout is removed, so no key nobody holds is left', async () => {
+    const inner = memoryStore();
+    const store: KeyStore = {
+      ...inner,
+      insert: async (key, options) => {
+        await sleep(120);
+        return inner.insert(key, options);
+      },
+    };
+    const keys = service({ store, storeTimeoutMs: 30 });
+    await expect(keys.create('acct_1', 'slow')).rejects.toMatchObject({
+      code: 'service_unavailable',
+    });
+    await sleep(250);
+    expect(inner.snapshot()).toEqual([]);
+  });
+
+  it('onInvalidKey gets the reason and at most the masked prefix, never the key', async () => {
+    const events: unknown[] = [];
+    const keys = service({ onInvalidKey: (e) => events.push(e) });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    const wrong = wrongSecretFor(rawKey);
+    await keys.verify('garbage-secret-value');
+    await keys.verify(wrong);
+    await keys.verify(wrong);
+    expect(events).toEqual([
+      { reason: 'malformed' },
+      { reason: 'wrong_secret', keyPrefix: wrong.slice(0, 8) },
+      { reason: 'wrong_secret', keyPrefix: wrong.slice(0, 8) },
+    ]);
+    expect(JSON.stringify(events)).not.toContain('garbage');
+  });
+});
+
+describe('key service: invalidation', () => {
+  it('revoke drops the key from the cache at once, on this instance', async () => {
+    const keys = service();
+    const { rawKey, id } = await keys.create('acct_1', 'k');
+    expect((await keys.verify(rawKey)).ok).toBe(true);
+    await keys.revoke('acct_1', id);
+    expect(await keys.verify(rawKey)).toEqual({ ok: false, reason: 'unknown_key' });
+  });
+
+  it('a verification in flight during a revoke does not put the key back in the cache', async () => {
+    const inner = memoryStore();
+    let gate: (() => void) | undefined;
+    const store: KeyStore = {
+      ...inner,
+      findByLookup: async (lookup) => {
+        const found = await inner.findByLookup(lookup);
+        await new Promise<void>((resolve) => {
+          gate = resolve;
+        });
+        return found;
+      },
+    };
+    const keys = service({ store });
+    const { rawKey, id } = await keys.create('acct_1', 'k');
+    const inFlight = keys.verify(rawKey);
+    await sleep(10);
+    await keys.revoke('acct_1', id);
+    gate?.();
+    await inFlight;
+    const after = keys.verify(rawKey);
+    await sleep(10);
+    gate?.();
+    expect(await after).toEqual({ ok: false, reason: 'unknown_key' });
+  });
+
+  it('with a bus, a key revoked through one instance is refused by another at once', async () => {
+    const store = memoryStore();
+    const bus = memoryBus();
+    const a = service({ store, bus });
+    const b = service({ store, bus });
+    await Promise.all([a.ready(), b.ready()]);
+    const { rawKey, id } = await a.create('acct_1', 'k');
+    expect((await b.verify(rawKey)).ok).toBe(true);
+    await a.revoke('acct_1', id);
+    expect((await b.verify(rawKey)).ok).toBe(false);
+  });
+
+  it('with a bus, a rename shows in the other instance’s next verification', async () => {
+    const store = memoryStore();
+    const bus = memoryBus();
+    const a = service({ store, bus });
+    const b = service({ store, bus });
+    await Promise.all([a.ready(), b.ready()]);
+    const { rawKey, id } = await a.create('acct_1', 'old');
+    await b.verify(rawKey);
+    await a.rename('acct_1', id, 'new');
+    expect(await b.verify(rawKey)).toMatchObject({ ok: true, key: { name: 'new' } });
+  });
+
+  it('without a bus, another instance keeps a revoked key until its cache TTL, then refuses it', async () => {
+    const store = memoryStore();
+    const a = service({ store });
+    const b = service({ store, cache: { ttlMs: 150 } });
+    const { rawKey, id } = await a.create('acct_1', 'k');
+    expect((await b.verify(rawKey)).ok).toBe(true);
+    await a.revoke('acct_1', id);
+    expect((await b.verify(rawKey)).ok).toBe(true);
+    await sleep(200);
+    expect((await b.verify(rawKey)).ok).toBe(false);
+  });
+});
+
+describe('key service: lastUsedAt write-behind', () => {
+  it('verifications write nothing; one flush writes one entry per used key', async () => {
+    const { store, inner } = countingStore();
+    const batches: number[] = [];
+    const recording: KeyStore = {
+      ...store,
+      recordLastUsed: async (updates) => {
+        batches.push(updates.length);
+        return inner.recordLastUsed(updates);
+      },
+    };
+    const keys = service({ store: recording, lastUsedFlushIntervalMs: 60_000 });
+    const a = await keys.create('acct_1', 'a');
+    const b = await keys.create('acct_1', 'b');
+    for (let i = 0; i < 50; i++) {
+      await keys.verify(a.rawKey);
+      await keys.verify(b.rawKey);
+    }
+    expect(batches).toEqual([]);
+    const listed = await keys.list('acct_1');
+    expect(listed.every((k) => k.lastUsedAt instanceof Date)).toBe(true);
+    await keys.flushLastUsed();
+    expect(batches).toEqual([2]);
+    await keys.flushLastUsed();
+    expect(batches).toEqual([2]);
+  });
+
+  it('a failed flush is kept and written by the next one; close() flushes', async () => {
+    const inner = memoryStore();
+    let failing = true;
+    const store: KeyStore = {
+      ...inner,
+      recordLastUsed: (updates) =>
+        failing ? Promise.reject(new Error('down')) : inner.recordLastUsed(updates),
+    };
+    const keys = createKeyService({ store, argon2: fastArgon2, lastUsedFlushIntervalMs: 60_000 });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    await keys.verify(rawKey);
+    await expect(keys.flushLastUsed()).rejects.toThrow('down');
+    expect(inner.snapshot()[0]?.lastUsedAt).toBeNull();
+    expect((await keys.list('acct_1'))[0]?.lastUsedAt).toBeInstanceOf(Date);
+    failing = false;
+    await keys.close();
+    expect(inner.snapshot()[0]?.lastUsedAt).toBeInstanceOf(Date);
+  });
+
+  it('the timer flushes by itself', async () => {
+    const inner = memoryStore();
+    const keys = service({ store: inner, lastUsedFlushIntervalMs: 30 });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    await keys.verify(rawKey);
+    await sleep(100);
+    expect(inner.snapshot()[0]?.lastUsedAt).toBeInstanceOf(Date);
+  });
+});

@@ -1,0 +1,43 @@
+import { resolve } from 'node:path';
+
+export type StoreKind = 'memory' | 'pglite' | 'postgres' | 'redis';
+const storeKinds: readonly StoreKind[] = ['memory', 'pglite', 'postgres', 'redis'];
+
+export interface ExampleConfig {
+  port: number;
+  host: string;
+  store: StoreKind;
+  /** Where PGlite keeps its files. */
+  dataDir: string;
+  databaseUrl: string;
+  redisUrl: string;
+  /** Accounts that get a `bootstrap` key on start if they hold none. */
+  accounts: string[];
+}
+
+/** The examples' settings, from the environment, checked once with clear messages. */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig {
+  const port = Number(env.PORT ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`PORT must be a port number (0–65535); got ${JSON.stringify(env.PORT)}.`);
+  }
+  const store = (env.KEYWARD_STORE ?? 'pglite') as StoreKind;
+  if (!storeKinds.includes(store)) {
+    throw new Error(
+      `KEYWARD_STORE must be one of ${storeKinds.join(', ')}; got ${JSON.stringify(env.KEYWARD_STORE)}.`,
+    );
+  }
+  const accounts = (env.DEMO_ACCOUNTS ?? 'demo')
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a.length > 0);
+  return {
+    port,
+    host: env.HOST ?? '127.0.0.1',
+    store,
+    dataDir: resolve(env.KEYWARD_DATA_DIR ?? '.data/pglite'),
+    databaseUrl: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+    redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    accounts,
+  };
+}

@@ -1,0 +1,4 @@
+export { type ExampleConfig, readConfig, type StoreKind } from './config.js';
+export { type ExampleApp, main, runExample, type StartedServer } from './run.js';
+export { type OpenedStore, openStore } from './stores.js';
+export { welcomeText } from './welcome.js';

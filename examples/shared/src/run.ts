@@ -1,0 +1,83 @@
+import { createKeyService, type KeyService } from '@keyward/core';
+import { type ExampleConfig, readConfig } from './config.js';
+import { openStore } from './stores.js';
+import { welcomeText } from './welcome.js';
+
+export interface StartedServer {
+  /** The port the app listens on (useful with PORT=0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+export interface ExampleApp {
+  /** The framework's name, for the welcome text. */
+  framework: string;
+  /** Builds the host app around the service and starts listening. */
+  listen(service: KeyService, config: ExampleConfig): Promise<StartedServer>;
+}
+
+/**
+ * Runs an example: store from the environment, key service, the framework's app, a
+ * bootstrap key for each demo account that holds none, the welcome text, and a clean
+ * shutdown on SIGINT/SIGTERM (pending lastUsedAt values are written before exit).
+ */
+export async function runExample(app: ExampleApp): Promise<void> {
+  const config = readConfig();
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  const logError = (error: unknown) =>
+    process.stderr.write(`[keyward] ${error instanceof Error ? error.message : String(error)}\n`);
+
+  const opened = await openStore(config, logError);
+  const service = createKeyService({
+    store: opened.store,
+    ...(opened.bus ? { bus: opened.bus } : {}),
+    onError: logError,
+    onInvalidKey: ({ reason, keyPrefix }) =>
+      log(`[keyward] refused ${keyPrefix ? `${keyPrefix}… ` : 'a key '}(${reason})`),
+  });
+  await service.ready();
+  const server = await app.listen(service, config);
+
+  const bootstrapped: Array<{ account: string; rawKey: string }> = [];
+  for (const account of config.accounts) {
+    if ((await service.list(account)).length > 0) continue;
+    const { rawKey } = await service.create(account, 'bootstrap');
+    bootstrapped.push({ account, rawKey });
+  }
+  log(
+    welcomeText({
+      framework: app.framework,
+      store: opened.label,
+      baseUrl: `http://${config.host}:${server.port}`,
+      accounts: config.accounts,
+      bootstrapped,
+    }),
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`\n${signal}: closing…`);
+    try {
+      await server.close();
+      await service.close();
+      await opened.close();
+      process.exit(0);
+    } catch (error) {
+      logError(error);
+      process.exit(1);
+    }
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/** Starts the example, or explains on stderr why it cannot. */
+export function main(app: ExampleApp): void {
+  runExample(app).catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`keyward example could not start: ${message}\n`);
+    process.exit(1);
+  });
+}

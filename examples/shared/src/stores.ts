@@ -1,0 +1,103 @@
+import { mkdir } from 'node:fs/promises';
+import { type InvalidationBus, type KeyStore, memoryStore } from '@keyward/core';
+import type { ExampleConfig } from './config.js';
+
+export interface OpenedStore {
+  store: KeyStore;
+  bus?: InvalidationBus;
+  /** What the welcome text says the store is. */
+  label: string;
+  close(): Promise<void>;
+}
+
+/** Opens the store `KEYWARD_STORE` names. Each kind's client is imported only when chosen,
+ * so the memory store needs no database driver at all. */
+export async function openStore(
+  config: ExampleConfig,
+  onError: (error: unknown) => void,
+): Promise<OpenedStore> {
+  switch (config.store) {
+    case 'memory':
+      return { store: memoryStore(), label: 'memory (keys vanish on exit)', close: async () => {} };
+    case 'pglite':
+      return openPglite(config, onError);
+    case 'postgres':
+      return openPostgres(config, onError);
+    case 'redis':
+      return openRedis(config);
+  }
+}
+
+async function openPglite(config: ExampleConfig, onError: (e: unknown) => void): Promise<OpenedStore> {
+  const [{ PGlite }, { Kysely }, { PGliteDialect }, { kyselyStore, migrate, postgresBus }] =
+    await Promise.all([
+      import('@electric-sql/pglite'),
+      import('kysely'),
+      import('kysely-pglite-dialect'),
+      import('@keyward/kysely'),
+    ]);
+  await mkdir(config.dataDir, { recursive: true });
+  const pglite = await PGlite.create(config.dataDir);
+  const db = new Kysely({ dialect: new PGliteDialect(pglite) });
+  await migrate(db);
+  return {
+    store: kyselyStore(db),
+    bus: postgresBus({ db, connection: pglite, onError }),
+    label: `PGlite, embedded, persisted in ${config.dataDir}`,
+    close: async () => {
+      await db.destroy();
+      if (!pglite.closed) await pglite.close();
+    },
+  };
+}
+
+async function openPostgres(config: ExampleConfig, onError: (e: unknown) => void): Promise<OpenedStore> {
+  const [{ default: pg }, { Kysely, PostgresDialect }, { kyselyStore, migrate, postgresBus }] =
+    await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
+  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });
+  pool.on('error', onError);
+  const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  await migrate(db);
+  // LISTEN needs a connection of its own, outside the pool.
+  const listener = new pg.Client({ connectionString: config.databaseUrl });
+  await listener.connect();
+  return {
+    store: kyselyStore(db),
+    bus: postgresBus({ db, connection: listener, onError }),
+    label: `Postgres at ${redactUrl(config.databaseUrl)}`,
+    close: async () => {
+      await listener.end();
+      await db.destroy();
+    },
+  };
+}
+
+async function openRedis(config: ExampleConfig): Promise<OpenedStore> {
+  const [{ Redis }, { redisStore, redisBus }] = await Promise.all([
+    import('ioredis'),
+    import('@keyward/redis'),
+  ]);
+  const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 2 });
+  const subscriber = client.duplicate();
+  await client.ping();
+  return {
+    store: redisStore(client),
+    bus: redisBus({ publisher: client, subscriber }),
+    label: `Redis at ${redactUrl(config.redisUrl)}`,
+    close: async () => {
+      subscriber.disconnect();
+      await client.quit();
+    },
+  };
+}
+
+/** A connection URL without its password, for the welcome text. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}

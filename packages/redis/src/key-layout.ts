@@ -6,12 +6,13 @@
  * |-----------------------------|--------|----------------------------------------------|-------------|
  * | `ns:{o:<owner>}:ids`        | zset   | the owner's key ids, scored by createdAt ms  | owner's tag |
  * | `ns:{o:<owner>}:k:<id>`     | hash   | one key record (every StoredKey field)       | owner's tag |
- * | `ns:l:<lookup>`             | string | lookup index: `<owner> <id> <nonce>`         | its own     |
- * | `ns:i:<id>`                 | string | id index: `<owner> <id> <nonce>`             | its own     |
+ * | `ns:l:<lookup>`             | string | lookup entry: `<owner> <id> <nonce>`         | its own     |
+ * | `ns:i:<id>`                 | string | id entry: `<owner> <id> <nonce>`             | its own     |
  *
  * Everything scoped to an owner (the cap, list, rename, delete, lastUsedAt) lives under the
  * owner's hash tag, so one Lua script on one slot does it atomically, on a Cluster too.
- * Find-by-lookup has no owner, and ids are unique across owners, so those two indexes
+ * Find-by-lookup has no owner, and ids are unique across owners (the id entry also lets a
+ * lastUsedAt batch, which names ids only, find each owner), so those two index entries
  * cannot share the owner's slot; each lands wherever its own name hashes. The tag sits
  * after the namespace so that `ns:*` matches every key of a namespace in one SCAN.
  */
@@ -67,7 +68,7 @@ export function keyLayout(namespace: string): KeyLayout {
   };
 }
 
-/** What both indexes point at. The nonce makes each insert's value its own, so a
+/** What both index entries point at. The nonce makes each insert's value its own, so a
  * compare-and-delete never removes another insert's entry. */
 export interface IndexEntry {
   owner: string;

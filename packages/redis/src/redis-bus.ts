@@ -3,17 +3,17 @@ import {
   type InvalidationEvent,
   parseInvalidationEvent,
 } from '@keyward/core';
-import type { RedisClient } from './scripts.js';
+import type { Cluster, Redis } from 'ioredis';
 
 export interface RedisBusOptions {
   /** Sends events with PUBLISH. Any client will do, the store's included; on a Cluster
    * the message reaches subscribers on every node. */
-  publisher: RedisClient;
+  publisher: Redis | Cluster;
   /**
    * A connection of its own (e.g. `client.duplicate()`), which the bus puts in subscriber
    * mode: such a connection can run no other command. The host opens and closes it.
    */
-  subscriber: RedisClient;
+  subscriber: Redis | Cluster;
   /**
    * Pub/sub channel. Instances that should see each other's revocations must use the same
    * one, and apps sharing a Redis a different one each.

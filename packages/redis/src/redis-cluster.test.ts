@@ -7,6 +7,7 @@ import {
   countCommands,
   deleteNamespace,
   describeBusDelivery,
+  describeContention,
   describeNoOrphans,
   dumpNamespace,
   namespaceKeys,
@@ -40,6 +41,7 @@ if (!cluster) {
   });
 
   describeNoOrphans('redis (cluster)', () => cluster.client());
+  describeContention('redis (cluster)', () => cluster.client());
   describeBusDelivery('redis (cluster)', () => cluster.client());
 
   describe('redis (cluster): layout', () => {

@@ -1,12 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
-import { Redis } from 'ioredis';
+import { type Command, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisStore } from './redis-store.js';
+import { commitEntry } from './scripts.js';
 import {
   countCommands,
+  countSocketWrites,
   deleteNamespace,
   describeBusDelivery,
+  describeContention,
   describeNoOrphans,
   dumpNamespace,
   namespaceKeys,
@@ -43,10 +46,11 @@ if (!reachable) {
   });
 
   describeNoOrphans('redis (single server)', () => connect());
+  describeContention('redis (single server)', () => connect());
   describeBusDelivery('redis (single server)', () => connect());
 
   describe('redis (single server): round trips and options', () => {
-    it('recordLastUsed() sends one command per batch, and none for an empty batch', async () => {
+    it('recordLastUsed() takes one round trip per batch, and none for an empty batch', async () => {
       const client = await connect();
       const ns = randomNamespace();
       const store = redisStore(client, { namespace: ns });
@@ -65,9 +69,27 @@ if (!reachable) {
           { id: other.id, lastUsedAt: at(50) },
           { id: 'key_unknown0000000000000', lastUsedAt: at(60) },
         ];
-        const sent = await countCommands(client, () => store.recordLastUsed(batch));
+        let sent: string[] = [];
+        const writes = await countSocketWrites(client, async () => {
+          sent = await countCommands(client, () => store.recordLastUsed(batch));
+        });
         expect(sent).toEqual(['evalsha']);
+        expect(writes).toBe(1);
         expect(await countCommands(client, () => store.recordLastUsed([]))).toEqual([]);
+
+        // A large batch goes as several script calls, still in one write: one round trip.
+        const large = [
+          ...batch,
+          ...Array.from({ length: 1200 }, (_, i) => ({
+            id: `key_unknown${String(i).padStart(13, '0')}`,
+            lastUsedAt: at(70),
+          })),
+        ];
+        const largeWrites = await countSocketWrites(client, async () => {
+          sent = await countCommands(client, () => store.recordLastUsed(large));
+        });
+        expect(sent).toEqual(['evalsha', 'evalsha', 'evalsha']);
+        expect(largeWrites).toBe(1);
 
         const listed = await store.listByOwner(owner);
         expect(listed.map((k) => k.lastUsedAt?.getTime()).sort()).toEqual(
@@ -149,6 +171,67 @@ if (!reachable) {
         expect(await store.findByLookup(reused.lookup)).toEqual(reused);
       } finally {
         await deleteNamespace(main, ns);
+      }
+    });
+
+    it('a committed insert leaves permanent entries; a crashed one only expiring claims', async () => {
+      const ns = randomNamespace();
+      const store = redisStore(main, { namespace: ns });
+      try {
+        const key = await makeStoredKey();
+        await store.insert(key, { maxKeysPerOwner: 10 });
+        expect(await main.pttl(`${ns}:l:${key.lookup}`)).toBe(-1);
+        expect(await main.pttl(`${ns}:i:${key.id}`)).toBe(-1);
+
+        // What an insert that died after claiming its lookup part leaves behind.
+        const crashed = await makeStoredKey();
+        await main.set(
+          `${ns}:l:${crashed.lookup}`,
+          `${crashed.ownerId} ${crashed.id} n0nce`,
+          'PX',
+          300,
+        );
+        const next = await makeStoredKey({ lookup: crashed.lookup });
+        await expect(store.insert(next, { maxKeysPerOwner: 10 })).rejects.toMatchObject({
+          name: 'KeyCollisionError',
+          field: 'lookup',
+        });
+        expect(await store.findByLookup(crashed.lookup)).toBeNull();
+        await new Promise((resolve) => setTimeout(resolve, 350));
+        expect(await store.insert(next, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
+        expect(await store.findByLookup(next.lookup)).toEqual(next);
+      } finally {
+        await deleteNamespace(main, ns);
+      }
+    });
+
+    it('an insert whose claim expired before its commit rolls back and throws', async () => {
+      const client = await connect();
+      const ns = randomNamespace();
+      const store = redisStore(client, { namespace: ns });
+      try {
+        const key = await makeStoredKey();
+        const lookupEntry = `${ns}:l:${key.lookup}`;
+        // Stand in for a stall longer than the claim's TTL: the claim vanishes just
+        // before the commit reaches the server.
+        const target = client as unknown as { sendCommand(command: Command): unknown };
+        const original = target.sendCommand;
+        target.sendCommand = function (this: unknown, command: Command) {
+          const isCommit =
+            command.name === 'evalsha' &&
+            command.args[0] === commitEntry.sha &&
+            String(command.args[2]) === lookupEntry;
+          if (!isCommit) return original.call(this, command);
+          target.sendCommand = original;
+          void main.del(lookupEntry).then(() => original.call(this, command));
+          return command.promise;
+        };
+        await expect(store.insert(key, { maxKeysPerOwner: 10 })).rejects.toThrow(/rolled back/);
+        target.sendCommand = original;
+        expect(await store.listByOwner(key.ownerId)).toEqual([]);
+        expect(await namespaceKeys(client, ns)).toEqual([]);
+      } finally {
+        await deleteNamespace(client, ns);
       }
     });
 

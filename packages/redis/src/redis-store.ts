@@ -7,6 +7,7 @@ import {
   type LastUsedUpdate,
   type StoredKey,
 } from '@keyward/core';
+import type { Cluster, Redis } from 'ioredis';
 import {
   escapePart,
   formatIndexEntry,
@@ -15,15 +16,18 @@ import {
   RECORD_INFIX,
 } from './key-layout.js';
 import {
+  claimEntry,
+  commitEntry,
   deleteRecord,
-  dropIndex,
+  dropEntry,
   insertRecord,
   lastUsedMerge,
   lastUsedResolve,
-  type RedisClient,
+  releaseEntry,
   renameRecord,
   runScript,
-  swapIndex,
+  runScripts,
+  takeOverEntry,
 } from './scripts.js';
 
 export interface RedisStoreOptions {
@@ -40,13 +44,35 @@ export interface RedisStoreOptions {
  * Cluster (`Cluster`). The host passes its own client and owns its lifecycle; the store
  * opens no connection. See key-layout.ts for where each value lives.
  *
- * Insert, delete and find cross two or three hash slots (the owner's, the lookup index's,
- * the id index's), which no single Redis command can do atomically on a Cluster. They are
- * ordered so that a crash between two steps leaves at worst an index entry that points at
- * no record: it reads as `null`, and a later insert of the same lookup or id takes it over
- * (see `reserve`). Everything scoped to one owner is one Lua script on one slot.
+ * Everything scoped to one owner (cap, list, rename, delete, lastUsedAt) is one Lua script
+ * on the owner's slot, hence atomic. Insert and delete also touch the two index entries,
+ * each in a slot of its own, which no Redis command can change together with the owner's
+ * keys on a Cluster. So the steps are ordered, and each entry has two states:
+ *
+ * - claimed: written by an insert in progress with SET NX and a TTL (`CLAIM_TTL_MS`).
+ *   Nobody else can take it; if the insert dies, the TTL frees it.
+ * - committed: made permanent (PERSIST) after the record was written. Its insert is over,
+ *   so if its record is missing, a delete stopped between its steps: such an entry is
+ *   dangling and reads as nothing.
+ *
+ * Insert: claim both entries → owner script (cap, id, write) → commit both. A collision
+ *   with a claimed entry, or with a committed one whose record exists, is a
+ *   KeyCollisionError; nothing is overwritten, except a dangling committed entry, which is
+ *   taken over with a compare-and-set (only its own record could revive it, and writing
+ *   that record needs this very entry).
+ * Delete: owner script (record and zset member) → drop both entries.
+ *
+ * What a crash (or a connection lost mid-call) between steps can leave:
+ * - before or during the owner script: claims that expire by themselves;
+ * - after the owner script, before the commits: a record whose claims then expire. The
+ *   insert was not acknowledged and nobody holds its raw key; the key is listed and can be
+ *   deleted, but can never verify. This is the store's one "ghost", as with any database
+ *   whose commit acknowledgement is lost;
+ * - during delete, after the owner script: committed entries with no record. They read
+ *   as null (find checks the record and its lookup part), lastUsedAt skips them, and an
+ *   insert of the same id or lookup takes them over, so nothing stays blocked.
  */
-export function redisStore(client: RedisClient, options: RedisStoreOptions = {}) {
+export function redisStore(client: Redis | Cluster, options: RedisStoreOptions = {}) {
   const keys = keyLayout(options.namespace ?? 'keyward');
   // ioredis prefixes the KEYS it sends but not key names built inside a script.
   const scriptRecordPrefix = (client.options.keyPrefix ?? '') + keys.recordPrefix;
@@ -57,66 +83,55 @@ export function redisStore(client: RedisClient, options: RedisStoreOptions = {})
     return entry && keys.record(entry.owner, entry.id);
   };
 
-  /** Is the record an index entry points at there, and (for the lookup index) the one
-   * holding that lookup part? An entry that fails this is dangling. */
-  const liveLookup = async (value: string, lookup: string) => {
-    const record = entryRecordKey(value);
-    return record !== null && (await client.hget(record, 'lookup')) === lookup;
-  };
-  const liveId = async (value: string) => {
-    const record = entryRecordKey(value);
-    return record !== null && (await client.exists(record)) === 1;
-  };
-
-  const swap = async (index: string, expected: string, next: string) =>
-    (await runScript(client, swapIndex, [index], [expected, next])) === 1;
-
   /**
-   * Claims an index entry for an insert with SET NX, so an existing entry is never
-   * overwritten. An entry whose record is gone (left by a crash mid-insert or mid-delete)
-   * is taken over with a compare-and-swap; the insert then re-checks that record after its
-   * own write (see `insert`), so two inserts racing for one entry cannot both succeed.
+   * Claims an index entry for an insert. `isLive` tells whether the record a committed
+   * entry names still exists (for the lookup entry: and still holds that lookup part).
    */
-  async function reserve(
-    index: string,
+  async function claim(
+    entry: string,
     value: string,
-    isLive: (previous: string) => Promise<boolean>,
-  ): Promise<Reservation> {
-    // Two rounds: the entry may vanish between the SET NX and the GET.
-    for (let round = 0; round < 2; round++) {
-      if ((await client.set(index, value, 'NX')) === 'OK') return { index, value, previous: null };
-      const previous = await client.get(index);
-      if (previous === null) continue;
-      if (await isLive(previous)) return null;
-      return (await swap(index, previous, value)) ? { index, value, previous } : null;
-    }
-    return null;
+    isLive: (committed: string) => Promise<boolean>,
+  ): Promise<boolean> {
+    const outcome = await runScript(client, claimEntry, [entry], [value, CLAIM_TTL_MS]);
+    if (outcome === 1) return true;
+    // 0: another insert holds the claim right now.
+    if (typeof outcome !== 'string' || (await isLive(outcome))) return false;
+    const taken = await runScript(client, takeOverEntry, [entry], [outcome, value, CLAIM_TTL_MS]);
+    return taken === 1;
   }
-
-  /** Gives an entry back: deleted if it was free, restored if it was taken over (its
-   * previous insert may yet turn out to be live, see `insert`). */
-  const release = (r: Reservation | null | undefined) =>
-    r ? swap(r.index, r.value, r.previous ?? '') : Promise.resolve(false);
 
   async function insert(key: StoredKey, cap: number): Promise<InsertResult> {
     const owner = escapePart(key.ownerId);
     const id = escapePart(key.id);
+    // The nonce makes this insert's entries its own: release and commit compare it.
     const value = formatIndexEntry(owner, id, randomBytes(9).toString('base64url'));
     const ownerIds = keys.ownerIds(owner);
     const record = keys.record(owner, id);
+    const idEntry = keys.idIndex(key.id);
+    const lookupEntry = keys.lookupIndex(key.lookup);
 
-    const [idClaim, lookupClaim] = await Promise.all([
-      reserve(keys.idIndex(key.id), value, liveId),
-      reserve(keys.lookupIndex(key.lookup), value, (previous) => liveLookup(previous, key.lookup)),
+    const [idClaimed, lookupClaimed] = await Promise.all([
+      claim(idEntry, value, async (committed) => {
+        const named = entryRecordKey(committed);
+        return named !== null && (await client.exists(named)) === 1;
+      }),
+      claim(lookupEntry, value, async (committed) => {
+        const named = entryRecordKey(committed);
+        return named !== null && (await client.hget(named, 'lookup')) === key.lookup;
+      }),
     ]);
-    const giveBack = () => Promise.all([release(idClaim), release(lookupClaim)]);
-    if (!idClaim || !lookupClaim) {
-      await giveBack();
-      throw new KeyCollisionError(idClaim ? 'lookup' : 'id');
+    const release = () =>
+      Promise.all([
+        runScript(client, releaseEntry, [idEntry], [value]),
+        runScript(client, releaseEntry, [lookupEntry], [value]),
+      ]);
+    if (!idClaimed || !lookupClaimed) {
+      await release();
+      throw new KeyCollisionError(idClaimed ? 'lookup' : 'id');
     }
 
-    // If this throws, whether the script ran is unknown: the claims stay, since releasing
-    // them could orphan a record that was written. Unwritten, they are dangling and harmless.
+    // If this throws, whether the script ran is unknown, so the claims are left to expire
+    // rather than released: the header comment lists what that can leave.
     const outcome = await runScript(
       client,
       insertRecord,
@@ -124,29 +139,23 @@ export function redisStore(client: RedisClient, options: RedisStoreOptions = {})
       [cap, key.id, ms(key.createdAt), ...recordFields(key)],
     );
     if (outcome !== 'ok') {
-      await giveBack();
+      await release();
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached' };
       throw new KeyCollisionError('id');
     }
 
-    // Another insert of the same id or lookup can only have displaced our claims by
-    // taking them over while our record did not exist yet; then it re-checks after its
-    // write, as we do here for the entries we took over. Of two such inserts, each sees
-    // the other's write or claim, so at most one of them keeps the entry. An entry that
-    // named our own record needs no re-check: the script above already decided that
-    // record was free, and it is ours now.
-    const recheck = (previous: string | null, isLive: (v: string) => Promise<boolean>) =>
-      previous === null || entryRecordKey(previous) === record ? false : isLive(previous);
-    const [idHeld, lookupHeld, idPreviousLive, lookupPreviousLive] = await Promise.all([
-      client.get(idClaim.index).then((v) => v === value),
-      client.get(lookupClaim.index).then((v) => v === value),
-      recheck(idClaim.previous, liveId),
-      recheck(lookupClaim.previous, (previous) => liveLookup(previous, key.lookup)),
+    const commits = await Promise.all([
+      runScript(client, commitEntry, [idEntry], [value]),
+      runScript(client, commitEntry, [lookupEntry], [value]),
     ]);
-    if (idHeld && lookupHeld && !idPreviousLive && !lookupPreviousLive) return { ok: true };
+    if (commits.every((committed) => committed === 1)) return { ok: true };
+    // A claim expired before its commit: the insert outlasted CLAIM_TTL_MS (a server or
+    // network stall). Its record must not stay without its entries.
     await runScript(client, deleteRecord, [ownerIds, record], [key.id, key.lookup]);
-    await giveBack();
-    throw new KeyCollisionError(!idHeld || idPreviousLive ? 'id' : 'lookup');
+    await release();
+    throw new Error(
+      `redisStore: insert took longer than ${CLAIM_TTL_MS} ms and was rolled back; nothing was stored.`,
+    );
   }
 
   async function read(record: string): Promise<StoredKey | null> {
@@ -164,13 +173,19 @@ export function redisStore(client: RedisClient, options: RedisStoreOptions = {})
     if (latest.size === 0) return;
 
     if (!client.isCluster) {
-      const ids = [...latest.keys()];
-      await runScript(
-        client,
-        lastUsedResolve,
-        ids.map((id) => keys.idIndex(id)),
-        [scriptRecordPrefix, RECORD_INFIX, ...ids.map((id) => latest.get(id) ?? 0)],
-      );
+      // One pipeline, so one round trip, in chunks: a single script over a huge batch
+      // would hold the server for its whole length, while between chunks other clients'
+      // commands get their turn.
+      const entries = [...latest];
+      const calls: { keys: string[]; args: (string | number)[] }[] = [];
+      for (let start = 0; start < entries.length; start += LAST_USED_CHUNK) {
+        const chunk = entries.slice(start, start + LAST_USED_CHUNK);
+        calls.push({
+          keys: chunk.map(([id]) => keys.idIndex(id)),
+          args: [scriptRecordPrefix, RECORD_INFIX, ...chunk.map(([, at]) => at)],
+        });
+      }
+      await runScripts(client, lastUsedResolve, calls);
       return;
     }
 
@@ -246,8 +261,8 @@ export function redisStore(client: RedisClient, options: RedisStoreOptions = {})
       // index entries is tidying. A crash here leaves them dangling, not wrong.
       const prefix = `${owner} ${escapedId} `;
       await Promise.all([
-        runScript(client, dropIndex, [keys.lookupIndex(lookup)], [prefix]),
-        runScript(client, dropIndex, [keys.idIndex(id)], [prefix]),
+        runScript(client, dropEntry, [keys.lookupIndex(lookup)], [prefix]),
+        runScript(client, dropEntry, [keys.idIndex(id)], [prefix]),
       ]);
       return true;
     },
@@ -256,8 +271,14 @@ export function redisStore(client: RedisClient, options: RedisStoreOptions = {})
   } satisfies KeyStore;
 }
 
-/** An index entry claimed by an insert; `previous` is the dangling value it replaced. */
-type Reservation = { index: string; value: string; previous: string | null } | null;
+/** Ids per script call on a single server: each call runs for well under a millisecond. */
+const LAST_USED_CHUNK = 500;
+
+/** How long an insert's claim on an index entry lasts before its commit. It only needs
+ * to outlast three round trips; it is long so that a slow server rolls inserts back
+ * rather than racing them, and short enough that a crashed insert blocks nothing for
+ * long (its lookup and id are random anyway). */
+const CLAIM_TTL_MS = 60_000;
 
 function ms(date: Date): number {
   const value = date.getTime();

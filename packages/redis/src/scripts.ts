@@ -15,13 +15,13 @@ export interface Script {
   readonly sha: string;
 }
 
-function script(lua: string): Script {
+export function defineScript(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
 /** KEYS: ids zset, record. ARGV: cap, id, createdAt ms, then field/value pairs.
  * Returns 'ok', 'limit' or 'id'. */
-export const insertRecord = script(`
+export const insertRecord = defineScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'id' end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 'limit' end
 redis.call('HSET', KEYS[2], unpack(ARGV, 4))
@@ -32,7 +32,7 @@ return 'ok'
 /** KEYS: ids zset, record. ARGV: id, expected lookup ('' for any). Returns the deleted
  * record's lookup part, or nil when there was nothing (or something else) to delete.
  * An emptied zset vanishes with its last member, so an owner leaves no key behind. */
-export const deleteRecord = script(`
+export const deleteRecord = defineScript(`
 local lookup = redis.call('HGET', KEYS[2], 'lookup')
 if not lookup or (ARGV[2] ~= '' and lookup ~= ARGV[2]) then return false end
 redis.call('DEL', KEYS[2])
@@ -41,23 +41,46 @@ return lookup
 `);
 
 /** KEYS: record. ARGV: name. Returns the renamed record as HGETALL pairs, or nil. */
-export const renameRecord = script(`
+export const renameRecord = defineScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'name', ARGV[1])
 return redis.call('HGETALL', KEYS[1])
 `);
 
-/** KEYS: index key. ARGV: expected value, new value ('' deletes). Returns 1 when the
- * index held the expected value and was changed. */
-export const swapIndex = script(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+/** KEYS: index entry. ARGV: value, TTL ms. Claims a free entry for an insert in
+ * progress. Returns 1 when claimed, 0 when another insert's claim holds it, or the value
+ * of a committed entry, for the caller to check. */
+export const claimEntry = defineScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('PTTL', KEYS[1]) == -1 then return redis.call('GET', KEYS[1]) end
+return 0
+`);
+
+/** KEYS: index entry. ARGV: expected committed value, value, TTL ms. Claims a dangling
+ * committed entry, if it still holds what the caller checked. Returns 1 when claimed. */
+export const takeOverEntry = defineScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `);
 
-/** KEYS: index key. ARGV: value prefix (`<owner> <id> `). Deletes the index when it
+/** KEYS: index entry. ARGV: value. Makes this insert's claim permanent. Returns 1, or 0
+ * when the claim has expired (and perhaps been claimed by another insert). */
+export const commitEntry = defineScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+`);
+
+/** KEYS: index entry. ARGV: value. Gives up this insert's claim, and nobody else's. */
+export const releaseEntry = defineScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`);
+
+/** KEYS: index entry. ARGV: value prefix (`<owner> <id> `). Deletes the entry when it
  * points at that owner's id, whatever its nonce: delete knows the record, not the insert. */
-export const dropIndex = script(`
+export const dropEntry = defineScript(`
 local value = redis.call('GET', KEYS[1])
 if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
@@ -78,7 +101,7 @@ end
 `;
 
 /** Cluster path, one call per owner slot. KEYS: records. ARGV: ms per record. */
-export const lastUsedMerge = script(`${mergeLastUsed}
+export const lastUsedMerge = defineScript(`${mergeLastUsed}
 for i, record in ipairs(KEYS) do merge(record, ARGV[i]) end
 return 0
 `);
@@ -89,7 +112,7 @@ return 0
  * touches keys it was not given, which only a single server allows; a Cluster client
  * resolves the owners first and runs `lastUsedMerge` per slot instead.
  */
-export const lastUsedResolve = script(`${mergeLastUsed}
+export const lastUsedResolve = defineScript(`${mergeLastUsed}
 for i, index in ipairs(KEYS) do
   local value = redis.call('GET', index)
   local owner, id = nil, nil
@@ -119,4 +142,33 @@ export async function runScript(
     if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
     return await client.eval(lua, keys.length, ...keys, ...args);
   }
+}
+
+/**
+ * Several calls of one script in a single pipeline: one round trip. Calls the server
+ * answers with NOSCRIPT are sent again as EVAL; only idempotent scripts may go through
+ * here, since a pipeline is not a transaction and the other calls have run.
+ */
+export async function runScripts(
+  client: RedisClient,
+  script: Script,
+  calls: readonly { keys: readonly string[]; args: readonly (string | number)[] }[],
+): Promise<void> {
+  const first = calls[0];
+  if (!first) return;
+  if (calls.length === 1) {
+    await runScript(client, script, first.keys, first.args);
+    return;
+  }
+  const pipeline = client.pipeline();
+  for (const { keys, args } of calls) pipeline.evalsha(script.sha, keys.length, ...keys, ...args);
+  const replies = (await pipeline.exec()) ?? [];
+  const failed = replies.flatMap(([error], i) => (error ? [{ error, call: calls[i] }] : []));
+  const fatal = failed.find(({ error }) => !error.message.startsWith('NOSCRIPT'));
+  if (fatal) throw fatal.error;
+  await Promise.all(
+    failed.map(({ call }) =>
+      call ? client.eval(script.lua, call.keys.length, ...call.keys, ...call.args) : null,
+    ),
+  );
 }

@@ -77,7 +77,7 @@ export async function deleteNamespace(client: RedisClient, namespace: string): P
 }
 
 /** The names of the commands a client sends while `action` runs. Wraps the one method
- * every command goes through, so it counts what reaches the socket, pipelines included. */
+ * every command goes through, pipelined ones included. */
 export async function countCommands(
   client: RedisClient,
   action: () => Promise<unknown>,
@@ -97,6 +97,27 @@ export async function countCommands(
     target.sendCommand = original;
   }
   return sent;
+}
+
+/** How many times a single-server client writes to its socket while `action` runs. One
+ * write followed by waiting for the replies is one round trip. */
+export async function countSocketWrites(
+  client: Redis,
+  action: () => Promise<unknown>,
+): Promise<number> {
+  const socket = client.stream;
+  const original = socket.write;
+  let writes = 0;
+  socket.write = function (this: typeof socket, ...args: Parameters<typeof original>) {
+    writes++;
+    return original.apply(this, args);
+  } as typeof original;
+  try {
+    await action();
+  } finally {
+    socket.write = original;
+  }
+  return writes;
 }
 
 /**
@@ -140,6 +161,55 @@ export function describeNoOrphans(label: string, connect: () => Promise<RedisCli
         await deleteNamespace(client, namespace);
       }
     });
+  });
+}
+
+/**
+ * Inserts racing for one lookup part or one id: practically impossible with random parts,
+ * and the case the insert protocol must still get right. At most one wins, find-by-lookup
+ * answers the winner, losers leave nothing behind.
+ */
+export function describeContention(label: string, connect: () => Promise<RedisClient>): void {
+  describe(`${label}: inserts racing for one lookup part or id`, () => {
+    for (const field of ['lookup', 'id'] as const) {
+      it(`of 4 concurrent inserts with the same ${field}, at most one succeeds`, async () => {
+        const clients = await Promise.all([1, 2, 3, 4].map(() => connect()));
+        const namespace = randomNamespace();
+        const stores = clients.map((client) => redisStore(client, { namespace }));
+        const [client] = clients;
+        const [store] = stores;
+        if (!client || !store) throw new Error('unreachable');
+        try {
+          for (let round = 0; round < 15; round++) {
+            const template = await makeStoredKey();
+            const contenders = await Promise.all(
+              stores.map(() => makeStoredKey({ [field]: template[field] })),
+            );
+            const results = await Promise.allSettled(
+              contenders.map((key, i) => stores[i]?.insert(key, { maxKeysPerOwner: 5 })),
+            );
+            const winners = contenders.filter((_, i) => results[i]?.status === 'fulfilled');
+            expect(winners.length).toBeLessThanOrEqual(1);
+            for (const result of results) {
+              if (result.status === 'rejected') {
+                expect(result.reason).toMatchObject({ name: 'KeyCollisionError' });
+              }
+            }
+            for (const key of contenders) {
+              const won = winners.includes(key);
+              expect(await store.listByOwner(key.ownerId)).toEqual(won ? [key] : []);
+              expect(await store.findByLookup(key.lookup)).toEqual(
+                won ? key : (winners.find((w) => w.lookup === key.lookup) ?? null),
+              );
+            }
+            for (const key of winners) expect(await store.delete(key.ownerId, key.id)).toBe(true);
+          }
+          expect(await namespaceKeys(client, namespace)).toEqual([]);
+        } finally {
+          await deleteNamespace(client, namespace);
+        }
+      });
+    }
   });
 }
 

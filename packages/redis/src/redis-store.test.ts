@@ -21,7 +21,7 @@ import {
 const reachable = await redisServerReachable();
 const clients: Redis[] = [];
 const connect = async (options: { keyPrefix?: string } = {}) => {
-  const client = new Redis({ ...REDIS_URL, ...options });
+  const client = new Redis(REDIS_URL, options);
   clients.push(client);
   return client;
 };
@@ -30,7 +30,7 @@ afterAll(async () => {
 });
 
 if (!reachable) {
-  it.skip('Redis at 127.0.0.1:6379 is unreachable', () => {});
+  it.skip(`Redis at ${REDIS_URL} is unreachable`, () => {});
 } else {
   const namespace = randomNamespace();
   const main = await connect();

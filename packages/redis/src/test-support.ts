@@ -9,7 +9,8 @@ import type { RedisClient } from './scripts.js';
 
 /** Helpers the server and the cluster test files share. */
 
-export const REDIS_URL = { host: '127.0.0.1', port: 6379 };
+/** The Redis the project's machines and CI run. */
+export const REDIS_URL = process.env.KEYWARD_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** A namespace no other run uses, so suites can share the server and clean up exactly
  * what they wrote. */
@@ -19,20 +20,23 @@ export function randomNamespace(): string {
 
 /** Whether the Redis of the project's machines answers; reports it loudly when not. */
 export async function redisServerReachable(): Promise<boolean> {
-  const probe = new Redis({
-    ...REDIS_URL,
+  const probe = new Redis(REDIS_URL, {
     lazyConnect: true,
     retryStrategy: () => null,
     maxRetriesPerRequest: 0,
     connectTimeout: 2_000,
   });
-  probe.on('error', () => {});
+  // The socket's error (ECONNREFUSED…) says more than the rejection ("Connection is closed").
+  let socketError: unknown;
+  probe.on('error', (error) => {
+    socketError ??= error;
+  });
   try {
     await probe.connect();
     await probe.ping();
     return true;
   } catch (error) {
-    serviceUnavailable('Redis (127.0.0.1:6379)', error);
+    serviceUnavailable(`Redis (${REDIS_URL})`, socketError ?? error);
     return false;
   } finally {
     probe.disconnect();

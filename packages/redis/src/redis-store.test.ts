@@ -3,6 +3,7 @@ import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { type Command, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisStore } from './redis-store.js';
+import * as scripts from './scripts.js';
 import { commitEntry } from './scripts.js';
 import {
   countCommands,
@@ -231,6 +232,52 @@ if (!reachable) {
         expect(await store.listByOwner(key.ownerId)).toEqual([]);
         expect(await namespaceKeys(client, ns)).toEqual([]);
       } finally {
+        await deleteNamespace(client, ns);
+      }
+    });
+
+    it('scripts run twice (a call re-sent after a reconnect) give the same answers', async () => {
+      const client = await connect();
+      const ns = randomNamespace();
+      const store = redisStore(client, { namespace: ns });
+      // Cached first, so that each call really is an EVALSHA that runs twice.
+      for (const script of Object.values(scripts)) {
+        if (typeof script === 'object' && 'lua' in script) await client.script('LOAD', script.lua);
+      }
+      // Every script call reaches the server twice; the caller sees the second reply.
+      const target = client as unknown as {
+        sendCommand(command: Command, ...rest: unknown[]): unknown;
+      };
+      const original = target.sendCommand;
+      let duplicating = false;
+      target.sendCommand = function (this: unknown, command: Command, ...rest: unknown[]) {
+        if (duplicating || command.name !== 'evalsha') return original.call(this, command, ...rest);
+        duplicating = true;
+        const [sha = '', count = '0', ...args] = command.args.map(String);
+        const first = client.evalsha(sha, count, ...args);
+        duplicating = false;
+        void first.catch(() => undefined).then(() => original.call(this, command, ...rest));
+        return command.promise;
+      };
+      try {
+        const owner = `owner_${randomUUID()}`;
+        const [a, b] = await Promise.all([1, 2].map(() => makeStoredKey({ ownerId: owner })));
+        if (!a || !b) throw new Error('unreachable');
+        const cap = { maxKeysPerOwner: 1 };
+        expect(await store.insert(a, cap)).toEqual({ ok: true });
+        expect(await store.insert(b, cap)).toEqual({ ok: false, reason: 'limit_reached' });
+        expect(await store.rename(owner, a.id, 'twice')).toEqual({ ...a, name: 'twice' });
+        const at = new Date('2025-06-01T12:00:00.001Z');
+        await store.recordLastUsed([{ id: a.id, lastUsedAt: at }]);
+        expect(await store.findByLookup(a.lookup)).toEqual({ ...a, name: 'twice', lastUsedAt: at });
+        expect(await store.findByLookup(b.lookup)).toBeNull();
+        // The one exception: the second run of a delete finds nothing left to delete.
+        expect(await store.delete(owner, a.id)).toBe(false);
+        target.sendCommand = original;
+        expect(await store.listByOwner(owner)).toEqual([]);
+        expect(await store.findByLookup(a.lookup)).toBeNull();
+      } finally {
+        target.sendCommand = original;
         await deleteNamespace(client, ns);
       }
     });

@@ -136,7 +136,7 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
       client,
       insertRecord,
       [ownerIds, record],
-      [cap, key.id, ms(key.createdAt), ...recordFields(key)],
+      [cap, key.id, ms(key.createdAt), key.lookup, ...recordFields(key)],
     );
     if (outcome !== 'ok') {
       await release();

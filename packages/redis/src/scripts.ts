@@ -7,6 +7,11 @@ import type { Cluster, Redis } from 'ioredis';
  * Cluster runs it on one node with no CROSSSLOT. Redis runs a script to the end before any
  * other command: that is what makes the cap exact across instances without locks.
  *
+ * ioredis re-sends commands left unanswered by a dropped connection
+ * (`autoResendUnfulfilledCommands`), so a script may run twice for one call. Each is
+ * written so that a second run answers what the first did, except `deleteRecord`, whose
+ * second run finds nothing and answers nil (the key is deleted all the same).
+ *
  * Timestamps go in and out as the decimal strings the caller sent: Lua numbers are
  * doubles and `tostring` would print large ones in exponent form.
  */
@@ -19,12 +24,15 @@ export function defineScript(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
-/** KEYS: ids zset, record. ARGV: cap, id, createdAt ms, then field/value pairs.
- * Returns 'ok', 'limit' or 'id'. */
+/** KEYS: ids zset, record. ARGV: cap, id, createdAt ms, lookup, then field/value pairs.
+ * Returns 'ok', 'limit' or 'id'. A record with this id and lookup part can only be this
+ * insert's own (it holds the lookup claim), written by an earlier run of the same call
+ * that ioredis re-sent after a reconnect: that is 'ok', not a collision. */
 export const insertRecord = defineScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'id' end
+local existing = redis.call('HGET', KEYS[2], 'lookup')
+if existing then return existing == ARGV[4] and 'ok' or 'id' end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 'limit' end
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 'ok'
 `);
@@ -48,18 +56,25 @@ return redis.call('HGETALL', KEYS[1])
 `);
 
 /** KEYS: index entry. ARGV: value, TTL ms. Claims a free entry for an insert in
- * progress. Returns 1 when claimed, 0 when another insert's claim holds it, or the value
- * of a committed entry, for the caller to check. */
+ * progress. Returns 1 when claimed (or already ours: a re-sent call), 0 when another
+ * insert's claim holds it, or the value of a committed entry, for the caller to check. */
 export const claimEntry = defineScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('PTTL', KEYS[1]) == -1 then return redis.call('GET', KEYS[1]) end
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then return 1 end
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if redis.call('PTTL', KEYS[1]) == -1 then return current end
 return 0
 `);
 
 /** KEYS: index entry. ARGV: expected committed value, value, TTL ms. Claims a dangling
  * committed entry, if it still holds what the caller checked. Returns 1 when claimed. */
 export const takeOverEntry = defineScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[2] then return 1 end
+if current ~= ARGV[1] or redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `);

@@ -71,7 +71,7 @@ describe.skipIf(!redis)('on the Redis server', () => {
               type === 'hash'
                 ? await client.hgetall(key)
                 : type === 'zset'
-                  ? await client.zrange(key, 0, -1, 'WITHSCORES')
+                  ? await client.zrange(key, '0', '-1', 'WITHSCORES')
                   : type === 'set'
                     ? await client.smembers(key)
                     : await client.get(key);

@@ -4,7 +4,6 @@ import { type Command, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisStore } from './redis-store.js';
 import * as scripts from './scripts.js';
-import { commitEntry } from './scripts.js';
 import {
   countCommands,
   countSocketWrites,
@@ -220,7 +219,7 @@ if (!reachable) {
         target.sendCommand = function (this: unknown, command: Command) {
           const isCommit =
             command.name === 'evalsha' &&
-            command.args[0] === commitEntry.sha &&
+            command.args[0] === scripts.commitEntry.sha &&
             String(command.args[2]) === lookupEntry;
           if (!isCommit) return original.call(this, command);
           target.sendCommand = original;

@@ -44,16 +44,17 @@ export interface RedisStoreOptions {
  * Cluster (`Cluster`). The host passes its own client and owns its lifecycle; the store
  * opens no connection. See key-layout.ts for where each value lives.
  *
- * Everything scoped to one owner (cap, list, rename, delete, lastUsedAt) is one Lua script
- * on the owner's slot, hence atomic. Insert and delete also touch the two index entries,
+ * Every write scoped to one owner (cap check and insert, rename, delete, lastUsedAt) is one
+ * Lua script on the owner's slot, hence atomic with no read-modify-write race between
+ * instances; a list reads that one slot. Insert and delete also touch the two index entries,
  * each in a slot of its own, which no Redis command can change together with the owner's
  * keys on a Cluster. So the steps are ordered, and each entry has two states:
  *
- * - claimed: written by an insert in progress with SET NX and a TTL (`CLAIM_TTL_MS`).
- *   Nobody else can take it; if the insert dies, the TTL frees it.
+ * - claimed: written by an insert in progress, only where no entry exists (SET NX), with
+ *   a TTL (`CLAIM_TTL_MS`). Nobody else can take it; if the insert dies, the TTL frees it.
  * - committed: made permanent (PERSIST) after the record was written. Its insert is over,
- *   so if its record is missing, a delete stopped between its steps: such an entry is
- *   dangling and reads as nothing.
+ *   so if its record is missing, a delete stopped (or is still) between its steps: such
+ *   an entry is dangling and reads as nothing.
  *
  * Insert: claim both entries → owner script (cap, id, write) → commit both. A collision
  *   with a claimed entry, or with a committed one whose record exists, is a
@@ -65,12 +66,16 @@ export interface RedisStoreOptions {
  * What a crash (or a connection lost mid-call) between steps can leave:
  * - before or during the owner script: claims that expire by themselves;
  * - after the owner script, before the commits: a record whose claims then expire. The
- *   insert was not acknowledged and nobody holds its raw key; the key is listed and can be
- *   deleted, but can never verify. This is the store's one "ghost", as with any database
- *   whose commit acknowledgement is lost;
+ *   insert threw, so nobody was given its raw key; the key is listed and can be deleted,
+ *   but can never verify. This is the store's one "ghost", as with any database whose
+ *   commit acknowledgement is lost;
  * - during delete, after the owner script: committed entries with no record. They read
  *   as null (find checks the record and its lookup part), lastUsedAt skips them, and an
  *   insert of the same id or lookup takes them over, so nothing stays blocked.
+ *
+ * A `Redis` client must point at a server outside cluster mode: on a single server the
+ * lastUsedAt batch is one script that reads keys in any slot. For a Redis Cluster, pass a
+ * `Cluster` client.
  */
 export function redisStore(client: Redis | Cluster, options: RedisStoreOptions = {}) {
   const keys = keyLayout(options.namespace ?? 'keyward');

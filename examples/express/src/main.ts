@@ -13,7 +13,10 @@ main({
 
     // The host's own route, behind keyward's guard.
     app.get('/v1/hello', auth.requireApiKey(), (req, res) => {
-      res.json({ success: true, data: { message: `Hello, ${req.apiKey?.ownerId}!`, apiKey: req.apiKey } });
+      res.json({
+        success: true,
+        data: { message: `Hello, ${req.apiKey?.ownerId}!`, apiKey: req.apiKey },
+      });
     });
     app.get('/health', (_req, res) => {
       res.json({ ok: true });

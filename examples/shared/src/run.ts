@@ -76,7 +76,13 @@ export async function runExample(app: ExampleApp): Promise<void> {
 /** Starts the example, or explains on stderr why it cannot. */
 export function main(app: ExampleApp): void {
   runExample(app).catch((error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error);
+    const code = (error as { code?: string } | null)?.code;
+    const message =
+      code === 'EADDRINUSE'
+        ? `port ${process.env.PORT ?? 3000} is in use (another example running?); set PORT to another port, or PORT=0 for any free one.`
+        : error instanceof Error
+          ? error.message
+          : String(error);
     process.stderr.write(`keyward example could not start: ${message}\n`);
     process.exit(1);
   });

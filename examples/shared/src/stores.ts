@@ -28,7 +28,10 @@ export async function openStore(
   }
 }
 
-async function openPglite(config: ExampleConfig, onError: (e: unknown) => void): Promise<OpenedStore> {
+async function openPglite(
+  config: ExampleConfig,
+  onError: (e: unknown) => void,
+): Promise<OpenedStore> {
   const [{ PGlite }, { Kysely }, { PGliteDialect }, { kyselyStore, migrate, postgresBus }] =
     await Promise.all([
       import('@electric-sql/pglite'),
@@ -51,7 +54,10 @@ async function openPglite(config: ExampleConfig, onError: (e: unknown) => void):
   };
 }
 
-async function openPostgres(config: ExampleConfig, onError: (e: unknown) => void): Promise<OpenedStore> {
+async function openPostgres(
+  config: ExampleConfig,
+  onError: (e: unknown) => void,
+): Promise<OpenedStore> {
   const [{ default: pg }, { Kysely, PostgresDialect }, { kyselyStore, migrate, postgresBus }] =
     await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });

@@ -48,7 +48,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
 
   describeStoreConformance(name, {
     createStore: store,
-    ...(engine.createPeers && { createPeers: engine.createPeers }),
+    createPeers: engine.createPeers,
     dumpContents: async () => {
       const { rows } = await sql<{ dump: string }>`
         select coalesce(json_agg(k), '[]')::text as dump from ${sql.table(table)} k`.execute(
@@ -228,6 +228,31 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         where id = ${key.id}`.execute(engine.db());
       const found = await store().findByLookup(key.lookup);
       expect(found?.createdAt.toISOString()).toBe('2024-03-14T10:30:00.123Z');
+    });
+
+    it("given a host's transaction, migrate() and the store run inside it and roll back with it", async () => {
+      const fresh = `${table}_t${suffix()}`;
+      const key = await makeStoredKey();
+      const rollback = new Error('rollback');
+      const outcome = engine
+        .db()
+        .transaction()
+        .execute(async (trx) => {
+          await migrate(trx, { table: fresh });
+          const inside = kyselyStore(trx, { table: fresh });
+          expect(await inside.insert(key, { maxKeysPerOwner: 1 })).toEqual({ ok: true });
+          expect(
+            await inside.insert(await makeStoredKey({ ownerId: key.ownerId }), {
+              maxKeysPerOwner: 1,
+            }),
+          ).toEqual({ ok: false, reason: 'limit_reached' });
+          expect(await inside.findByLookup(key.lookup)).toEqual(key);
+          throw rollback;
+        });
+      await expect(outcome).rejects.toBe(rollback);
+      await expect(
+        kyselyStore(engine.db(), { table: fresh }).findByLookup(key.lookup),
+      ).rejects.toMatchObject({ code: '42P01' });
     });
 
     it("ignores the host Kysely's plugins (CamelCasePlugin would rename the columns)", async () => {

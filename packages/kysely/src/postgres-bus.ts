@@ -21,7 +21,6 @@ export interface PgListenConnection {
   on(event: 'notification', listener: (message: PgNotification) => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   removeListener(event: 'notification', listener: (message: PgNotification) => void): unknown;
-  removeListener(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** The part of PGlite the bus uses to listen: PGlite has one session, with its own API. */
@@ -146,30 +145,27 @@ function pgListenSource(
   client: PgListenConnection,
   onError: (error: unknown) => void,
 ): PgliteListenConnection {
+  // For the bus's whole life, not only while subscribed: the connection is the bus's alone,
+  // and a client with no 'error' listener crashes the process when its connection drops,
+  // which can happen after the last unsubscribe too (a dead socket reports twice).
+  client.on('error', onError);
   return {
     async listen(channel, callback) {
       const onNotification = (message: PgNotification) => {
         if (message.channel === channel) callback(message.payload ?? '');
       };
-      // Without a listener, an 'error' event of the client would crash the process.
-      const onClientError = (error: Error) => onError(error);
-      const detach = () => {
-        client.removeListener('notification', onNotification);
-        client.removeListener('error', onClientError);
-      };
       client.on('notification', onNotification);
-      client.on('error', onClientError);
       try {
         await client.query(`LISTEN "${channel}"`);
       } catch (error) {
-        detach();
+        client.removeListener('notification', onNotification);
         throw error;
       }
       return async () => {
         try {
           await client.query(`UNLISTEN "${channel}"`);
         } finally {
-          detach();
+          client.removeListener('notification', onNotification);
         }
       };
     },

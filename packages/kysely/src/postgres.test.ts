@@ -3,7 +3,7 @@ import type { KeyStore } from '@keyward/core';
 import { describeCap, serviceUnavailable } from '@keyward/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
 import { kyselyStore } from './kysely-store.js';
 import { migrate } from './migrations.js';
@@ -101,16 +101,17 @@ describe.skipIf(!available)('Postgres server', () => {
     );
   });
 
-  it('a dropped listen connection reports to onError instead of crashing the process', async () => {
+  it('a dropped listen connection reports to onError, and never crashes the process', async () => {
     const client = await newClient();
     const errors: unknown[] = [];
     const bus = postgresBus({ db, connection: client, onError: (e) => errors.push(e) });
     const stop = await bus.subscribe(() => undefined);
+    const ended = new Promise((resolve) => client.once('end', resolve));
     const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
     await sql`select pg_terminate_backend(${rows[0]?.pid}::int)`.execute(db);
-    // pg reports the server's FATAL, then may report the closed socket as well.
-    await vi.waitFor(() => expect(errors[0]).toMatchObject({ code: '57P01' }));
-    // The subscription is dead; ending it tells the caller so rather than pretending.
+    await ended;
+    expect(errors[0]).toMatchObject({ code: '57P01' });
+    // The subscription is dead; ending it says so rather than pretending.
     await expect(stop()).rejects.toThrow();
   });
 });

@@ -62,7 +62,7 @@ export async function migrate(db: AnyKysely, options: TableOptions = {}): Promis
 /**
  * keyward's migrations, keyed by name, for hosts that run Kysely's `Migrator` (pass
  * `{ provider: keywardMigrationProvider() }`, or spread `await provider.getMigrations()` into
- * their own provider). Names start with `keyward_` so they sort after date-named migrations.
+ * their own provider). Names start with `keyward_`, so they sort after migrations named by date or number.
  */
 export function keywardMigrationProvider(options: TableOptions = {}): MigrationProvider {
   const names = tableNames(options);

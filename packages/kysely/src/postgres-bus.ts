@@ -33,9 +33,10 @@ export interface PostgresBusOptions {
   db: AnyKysely;
   /**
    * Where this instance listens: a pg `Client` opened for the bus alone, or the PGlite
-   * instance. If the connection drops, its error goes to `onError` and no further event
-   * arrives on it: reconnecting is the host's part (open a new client, build a new bus,
-   * subscribe again, and clear the key caches, since events may have been missed meanwhile).
+   * instance. The bus adds an 'error' listener to a pg client when it is created, for good.
+   * If the connection drops, its error goes to `onError` and no further event arrives on it:
+   * reconnecting is the host's part (open a new client, build a new bus, subscribe again,
+   * and clear the key caches, since events may have been missed meanwhile).
    */
   connection: PgListenConnection | PgliteListenConnection;
   /**

@@ -13,6 +13,9 @@ export interface ExampleConfig {
   redisUrl: string;
   /** Accounts that get a `bootstrap` key on start if they hold none. */
   accounts: string[];
+  /** KEYWARD_DIAGNOSTICS=1: serve process diagnostics on a loopback port of their own, for
+   * `pnpm soak` (see diagnostics.ts). Off by default. */
+  diagnostics: boolean;
 }
 
 /** The examples' settings, from the environment, checked once with clear messages. */
@@ -39,5 +42,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
     databaseUrl: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     accounts,
+    diagnostics: env.KEYWARD_DIAGNOSTICS === '1',
   };
 }

@@ -1,5 +1,6 @@
 import { createKeyService, type KeyService } from '@keyward/core';
 import { type ExampleConfig, readConfig } from './config.js';
+import { startDiagnostics } from './diagnostics.js';
 import { openStore } from './stores.js';
 import { welcomeText } from './welcome.js';
 
@@ -37,6 +38,8 @@ export async function runExample(app: ExampleApp): Promise<void> {
   });
   await service.ready();
   const server = await app.listen(service, config);
+  const diagnostics = config.diagnostics ? await startDiagnostics(service) : undefined;
+  if (diagnostics) log(`diagnostics (KEYWARD_DIAGNOSTICS=1): ${diagnostics.url}`);
 
   const bootstrapped: Array<{ account: string; rawKey: string }> = [];
   for (const account of config.accounts) {
@@ -61,6 +64,7 @@ export async function runExample(app: ExampleApp): Promise<void> {
     log(`\n${signal}: closing…`);
     try {
       await server.close();
+      await diagnostics?.close();
       await service.close();
       await opened.close();
       process.exit(0);

@@ -60,8 +60,19 @@ async function openPostgres(
 ): Promise<OpenedStore> {
   const [{ default: pg }, { Kysely, PostgresDialect }, { kyselyStore, migrate, postgresBus }] =
     await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
-  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });
+  // Without a connect timeout, a connect to an unreachable server waits for the kernel's
+  // TCP timeout (minutes) and the requests queued behind it wait just as long.
+  const pool = new pg.Pool({
+    connectionString: config.databaseUrl,
+    max: 10,
+    connectionTimeoutMillis: 3000,
+  });
   pool.on('error', onError);
+  // pg emits 'error' on a client whose connection drops. The pool listens only on idle
+  // clients and Kysely adds no listener to those it has checked out, so a database restart
+  // in the middle of a query would end the process with an uncaught exception. The query
+  // itself fails too, and the key service reports that, so this listener only has to exist.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
   await migrate(db);
   // LISTEN needs a connection of its own, outside the pool.
@@ -83,7 +94,12 @@ async function openRedis(config: ExampleConfig): Promise<OpenedStore> {
     import('ioredis'),
     import('@keyward/redis'),
   ]);
-  const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 2 });
+  const client = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: 2,
+    // ioredis backs off up to 5 s between reconnects by default, which is how long a
+    // service could stay down after Redis is back; a short cap brings it back at once.
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+  });
   const subscriber = client.duplicate();
   await client.ping();
   return {

@@ -4,11 +4,14 @@ import type { KeyStore, LastUsedUpdate } from './store.js';
  * Write-behind for lastUsedAt. A request only notes the time in memory; a timer writes the
  * latest time of each used key in one batch per interval, so store writes grow with active
  * keys, never with requests. A failed batch is merged back and retried on the next tick.
+ *
+ * Times are kept as epoch milliseconds: `record` runs on every guarded request, and a
+ * number costs no allocation there. They become Dates only when written or read.
  */
 export class LastUsedWriter {
-  #pending = new Map<string, Date>();
+  #pending = new Map<string, number>();
   /** The batch being written right now: still "pending" for readers until it lands. */
-  #inFlight = new Map<string, Date>();
+  #inFlight = new Map<string, number>();
   #flushing: Promise<void> | undefined;
   readonly #timer: NodeJS.Timeout;
 
@@ -24,14 +27,20 @@ export class LastUsedWriter {
     this.#timer.unref();
   }
 
-  record(id: string, at: Date): void {
+  /** Notes a use of key `id` at `at` (epoch ms, or a Date). Only ever moves forward. */
+  record(id: string, at: number | Date): void {
+    const ms = typeof at === 'number' ? at : at.getTime();
     const known = this.#pending.get(id);
-    if (!known || known < at) this.#pending.set(id, at);
+    // Most calls repeat the time already noted (same key, same millisecond): skip the set.
+    if (known === undefined || known < ms) this.#pending.set(id, ms);
   }
 
   /** The newest time known for a key that the store may not have yet. */
   pendingFor(id: string): Date | undefined {
-    return latest(this.#pending.get(id), this.#inFlight.get(id));
+    const pending = this.#pending.get(id);
+    const inFlight = this.#inFlight.get(id);
+    if (pending === undefined && inFlight === undefined) return undefined;
+    return new Date(Math.max(pending ?? 0, inFlight ?? 0));
   }
 
   /** Forget a revoked key's pending time: there is no row left to write it to. */
@@ -63,16 +72,12 @@ export class LastUsedWriter {
     if (this.#pending.size === 0) return;
     this.#inFlight = this.#pending;
     this.#pending = new Map();
-    const batch: LastUsedUpdate[] = [...this.#inFlight].map(([id, lastUsedAt]) => ({
-      id,
-      lastUsedAt,
-    }));
+    const batch: LastUsedUpdate[] = [];
+    for (const [id, ms] of this.#inFlight) batch.push({ id, lastUsedAt: new Date(ms) });
     try {
       await this.store.recordLastUsed(batch);
     } catch (error) {
-      for (const { id, lastUsedAt } of batch) {
-        if (this.#inFlight.has(id)) this.record(id, lastUsedAt);
-      }
+      for (const [id, ms] of this.#inFlight) this.record(id, ms);
       throw error;
     } finally {
       this.#inFlight = new Map();

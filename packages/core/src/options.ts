@@ -45,6 +45,17 @@ export interface KeyServiceOptions {
     maxFailures?: number;
     /** @default 60000 */
     cooldownMs?: number;
+    /** Refusals of well-formed keys (unknown, wrong secret, revoked, over the failure
+     * budget) answered at once, per second, with a burst of as many. Past this rate, each
+     * further one waits `failureDelayMs`: see there. @default 100 */
+    refusalsPerSecond?: number;
+    /** How long after its arrival a refusal over `refusalsPerSecond` is answered. A client
+     * cycling through bad keys then sits on a timer instead of keeping the event loop and
+     * the store busy: each connection of a flood gets about one answer a second, not
+     * thousands, so it cannot crowd out cached traffic. Malformed keys are always refused
+     * at once (they cost microseconds), and a trickle of refusals (typos, a revoked key in
+     * a cron job) is never delayed. 0 turns the delay off. @default 1000 */
+    failureDelayMs?: number;
   };
   /** How often lastUsedAt values are written, in one batch. @default 1000 */
   lastUsedFlushIntervalMs?: number;
@@ -73,6 +84,7 @@ export function resolveOptions(options: KeyServiceOptions) {
       `keyward: \`prefix\` must match [a-z][a-z0-9]{1,15}; got ${JSON.stringify(prefix)}.`,
     );
   }
+  const now = options.now;
   return {
     store: options.store,
     prefix,
@@ -90,6 +102,16 @@ export function resolveOptions(options: KeyServiceOptions) {
     maxQueue: nonNegativeInt('verification.maxQueue', options.verification?.maxQueue, 64),
     maxFailures: positiveInt('verification.maxFailures', options.verification?.maxFailures, 10),
     cooldownMs: positiveInt('verification.cooldownMs', options.verification?.cooldownMs, 60_000),
+    refusalsPerSecond: positiveInt(
+      'verification.refusalsPerSecond',
+      options.verification?.refusalsPerSecond,
+      100,
+    ),
+    failureDelayMs: nonNegativeInt(
+      'verification.failureDelayMs',
+      options.verification?.failureDelayMs,
+      1000,
+    ),
     lastUsedFlushIntervalMs: positiveInt(
       'lastUsedFlushIntervalMs',
       options.lastUsedFlushIntervalMs,
@@ -100,6 +122,8 @@ export function resolveOptions(options: KeyServiceOptions) {
     onInvalidKey: options.onInvalidKey ?? (() => {}),
     onError: options.onError ?? (() => {}),
     now: options.now ?? (() => new Date()),
+    /** The clock in epoch ms, for the hot path: no Date per request. */
+    nowMs: now ? () => now().getTime() : Date.now,
   };
 }
 

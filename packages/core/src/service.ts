@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { InvalidationEvent } from './bus.js';
 import { KeywardError } from './errors.js';
 import { hashKey, verifyKeyHash } from './hashing.js';
-import { generateKey, generateKeyId, parseKey } from './key-format.js';
+import { BODY_LENGTH, generateKey, generateKeyId, parseKey } from './key-format.js';
 import { LastUsedWriter, latest } from './last-used.js';
 import { normalizeKeyName } from './names.js';
 import {
@@ -40,9 +41,8 @@ export interface AuthenticatedKey {
   createdAt: Date;
 }
 
-export type VerifyResult =
-  | { ok: true; key: AuthenticatedKey }
-  | { ok: false; reason: InvalidKeyReason };
+export type VerifyResult = VerifiedResult | { ok: false; reason: InvalidKeyReason };
+type VerifiedResult = { ok: true; key: AuthenticatedKey };
 
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
@@ -61,10 +61,11 @@ export type KeyService = ReturnType<typeof createKeyService>;
  * const result = await keys.verify(rawKey); // { ok: true, key: { ownerId: 'acct_42', … } }
  * ```
  *
- * Verification (DESIGN.md): offline format and checksum check, then the positive cache,
- * the negative cache, the per-lookup failure budget, one indexed store read, and argon2id
- * under a process-wide bound. Store failures surface as `service_unavailable`: an unverified
- * key is never accepted.
+ * Verification (DESIGN.md): the positive cache (after a length check; a hit needs no
+ * parse), the offline format and checksum check, the negative cache, the per-lookup failure
+ * budget, one indexed store read, and argon2id under a process-wide bound. Store failures
+ * surface as `service_unavailable`: an unverified key is never accepted. Refusals past
+ * `refusalsPerSecond` are held `failureDelayMs`, so a flood of bad keys waits on timers.
  */
 export function createKeyService(options: KeyServiceOptions) {
   const o = resolveOptions(options);
@@ -72,13 +73,15 @@ export function createKeyService(options: KeyServiceOptions) {
   const argon2Slots = new Semaphore(o.maxConcurrent, o.maxQueue);
   const lastUsed = new LastUsedWriter(store, o.lastUsedFlushIntervalMs, o.onError);
 
-  // Key: SHA-256 of the raw key, so the cache holds no usable secret.
+  const keyLength = o.prefix.length + 1 + BODY_LENGTH;
+  // Key: SHA-256 of the raw key, so the cache holds no usable secret. Value: the result a
+  // hit returns, made once, so a hit allocates nothing but its promise.
   const digestById = new Map<string, string>();
-  const verified = new LRUCache<string, AuthenticatedKey>({
+  const verified = new LRUCache<string, VerifiedResult>({
     max: o.cacheMax,
     ttl: o.cacheTtlMs,
-    dispose: (key, digest) => {
-      if (digestById.get(key.id) === digest) digestById.delete(key.id);
+    dispose: (result, digest) => {
+      if (digestById.get(result.key.id) === digest) digestById.delete(result.key.id);
     },
   });
   const refused = new LRUCache<string, InvalidKeyReason>({
@@ -90,6 +93,8 @@ export function createKeyService(options: KeyServiceOptions) {
     ttl: o.cooldownMs,
   });
   const inFlight = new Map<string, Promise<VerifyResult>>();
+  let refusalTokens = o.refusalsPerSecond;
+  let refusalsRefilledAt = performance.now();
   // Bumped by every invalidation: a verification that started before one may have read
   // a record that no longer holds, so its result is not cached.
   let epoch = 0;
@@ -118,27 +123,51 @@ export function createKeyService(options: KeyServiceOptions) {
     await o.bus.publish(event).catch(o.onError);
   }
 
-  async function verify(rawKey: string): Promise<VerifyResult> {
-    const parsed = typeof rawKey === 'string' ? parseKey(rawKey, o.prefix) : null;
-    if (!parsed) return refuse('malformed');
-    const digest = createHash('sha256').update(rawKey).digest('base64');
+  /**
+   * The guard's hot path. A cache hit costs one SHA-256 and one LRU read: the positive
+   * cache holds only keys that were parsed and verified, under the digest of the exact
+   * string, so a hit needs no parse. Only the length is checked first, to keep headers of
+   * any size out of the hash. Not `async`: a hit adds no promise layer of its own.
+   */
+  function verify(rawKey: string): Promise<VerifyResult> {
+    if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return refuseMalformed();
+    const digest = digestOf(rawKey);
     const hit = verified.get(digest);
-    if (hit) {
-      lastUsed.record(hit.id, o.now());
-      return { ok: true, key: hit };
+    if (hit !== undefined) {
+      lastUsed.record(hit.key.id, o.nowMs());
+      return Promise.resolve(hit);
     }
+    return verifyUncached(rawKey, digest);
+  }
+
+  async function verifyUncached(rawKey: string, digest: string): Promise<VerifyResult> {
+    const parsed = parseKey(rawKey, o.prefix);
+    if (!parsed) return refuseMalformed();
+    const arrived = performance.now();
+    let result: VerifyResult;
     const knownBad = refused.get(digest);
-    if (knownBad) return refuse(knownBad, rawKey);
-    let pending = inFlight.get(digest);
-    if (!pending) {
-      pending = verifyCold(rawKey, parsed.lookup, digest).finally(() => {
-        if (inFlight.get(digest) === pending) inFlight.delete(digest);
-      });
-      inFlight.set(digest, pending);
+    if (knownBad) {
+      result = { ok: false, reason: knownBad };
+    } else {
+      let pending = inFlight.get(digest);
+      if (!pending) {
+        pending = verifyCold(rawKey, parsed.lookup, digest).finally(() => {
+          if (inFlight.get(digest) === pending) inFlight.delete(digest);
+        });
+        inFlight.set(digest, pending);
+      }
+      result = await pending;
     }
-    const result = await pending;
-    if (result.ok) lastUsed.record(result.key.id, o.now());
-    else o.onInvalidKey({ reason: result.reason, keyPrefix: maskedPrefix(rawKey) });
+    if (result.ok) {
+      lastUsed.record(result.key.id, o.nowMs());
+      return result;
+    }
+    o.onInvalidKey({ reason: result.reason, keyPrefix: maskedPrefix(rawKey) });
+    const now = performance.now();
+    if (!takeRefusalToken(now)) {
+      const wait = o.failureDelayMs - (now - arrived);
+      if (wait > 0) await sleep(wait);
+    }
     return result;
   }
 
@@ -152,25 +181,60 @@ export function createKeyService(options: KeyServiceOptions) {
       refused.set(digest, 'unknown_key');
       return { ok: false, reason: 'unknown_key' };
     }
-    const matches = await argon2Slots.run(() => verifyKeyHash(record.hash, rawKey));
+    // An attempt counts against the lookup's budget from the moment it is admitted, not
+    // only once argon2 has said no: otherwise a burst of wrong secrets for one lookup
+    // (they arrive together) would all pass the check above and queue that many argon2
+    // runs. At most one secret per lookup is right: the real key loses nothing it would not
+    // lose once those attempts had failed.
+    let budget = failures.get(lookup);
+    if (!budget) {
+      budget = { count: 0 };
+      failures.set(lookup, budget);
+    }
+    if (budget.count >= o.maxFailures) return { ok: false, reason: 'too_many_failures' };
+    budget.count++;
+    let matches: boolean;
+    try {
+      matches = await argon2Slots.run(() => verifyKeyHash(record.hash, rawKey));
+    } catch (error) {
+      release(lookup, budget);
+      throw error;
+    }
     if (!matches) {
       refused.set(digest, 'wrong_secret');
-      const entry = failures.get(lookup);
-      if (entry) entry.count++;
-      else failures.set(lookup, { count: 1 });
       return { ok: false, reason: 'wrong_secret' };
     }
-    const key = toAuthenticatedKey(record);
+    release(lookup, budget);
+    const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
     if (epoch === startEpoch) {
-      verified.set(digest, key);
-      digestById.set(key.id, digest);
+      verified.set(digest, result);
+      digestById.set(record.id, digest);
     }
-    return { ok: true, key };
+    return result;
   }
 
-  function refuse(reason: InvalidKeyReason, rawKey?: string): VerifyResult {
-    o.onInvalidKey(rawKey ? { reason, keyPrefix: maskedPrefix(rawKey) } : { reason });
-    return { ok: false, reason };
+  /** A token bucket of immediate refusals: `refusalsPerSecond` a second, as many at once. */
+  function takeRefusalToken(now: number): boolean {
+    refusalTokens = Math.min(
+      o.refusalsPerSecond,
+      refusalTokens + ((now - refusalsRefilledAt) * o.refusalsPerSecond) / 1000,
+    );
+    refusalsRefilledAt = now;
+    if (refusalTokens < 1) return false;
+    refusalTokens--;
+    return true;
+  }
+
+  /** Gives back an attempt that did not fail; an entry left at zero goes, so valid keys do
+   * not crowd failing lookups out of the bounded failure cache. */
+  function release(lookup: string, budget: { count: number }): void {
+    if (--budget.count <= 0 && failures.get(lookup) === budget) failures.delete(lookup);
+  }
+
+  /** Async so that a throwing `onInvalidKey` rejects, as everything else in verify does. */
+  async function refuseMalformed(): Promise<VerifyResult> {
+    o.onInvalidKey({ reason: 'malformed' });
+    return { ok: false, reason: 'malformed' };
   }
 
   /** Runs a store call with a deadline; any failure becomes `service_unavailable`, with
@@ -335,15 +399,23 @@ export function createKeyService(options: KeyServiceOptions) {
   };
 }
 
+/** Frozen: the same object is handed to every request the key authenticates, and a host
+ * that changed one (`req.apiKey.ownerId = …`) would otherwise change it for all of them. */
 function toAuthenticatedKey(record: StoredKey): AuthenticatedKey {
-  return {
+  return Object.freeze({
     id: record.id,
     ownerId: record.ownerId,
     name: record.name,
     keyPrefix: record.keyPrefix,
     keySuffix: record.keySuffix,
     createdAt: record.createdAt,
-  };
+  });
+}
+
+/** SHA-256 as a 32-character latin1 ('binary') string: the shortest string form of the digest, so the
+ * cheapest to hash as a map key and to keep. */
+function digestOf(rawKey: string): string {
+  return hash('sha256', rawKey, 'binary');
 }
 
 /** `<prefix>_` and the first 4 body characters, as in keyPrefix: safe for a log line. */

@@ -4,7 +4,9 @@ import type { ApiKey, AuthenticatedKey, CreatedApiKey, KeyService } from './serv
 /** What an adapter hands to core: the parts of a request keyward reads. */
 export interface HttpRequest {
   method: string;
-  /** The path, without the query string, still percent-encoded. */
+  /** The request target's path, still percent-encoded. A query string or fragment, and
+   * the scheme and authority of an absolute-form target (`http://host/v1/api-keys`), may
+   * be left on: core ignores them. */
   path: string;
   headers: Record<string, string | string[] | undefined>;
   /** The raw body, read only after the key is verified and the media type accepted. */
@@ -132,12 +134,17 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     });
     if (e.status === 401) response.headers['WWW-Authenticate'] = wwwAuthenticate;
     if (e.retryAfter !== undefined) response.headers['Retry-After'] = String(e.retryAfter);
+    // The rest of an oversized body is never read. Left on a kept-alive connection, it
+    // would be drained to its end, however long, or, once reading stopped halfway, hold
+    // up every later request on that connection: close it after the answer instead.
+    if (e.code === 'payload_too_large') response.headers.Connection = 'close';
     return response;
   }
 
   /** Which route a path names, and the id in it; `null` outside the API. */
-  function matchRoute(path: string): { route: Route; id: string } | null {
-    if (!isUnderMount(path)) return null;
+  function matchRoute(target: string): { route: Route; id: string } | null {
+    const path = pathOf(target);
+    if (!isMountPath(path)) return null;
     const rest = path.slice(mountPath.length).replace(/\/$/, '');
     const shape = rest === '' ? 'collection' : /^\/[^/]+$/.test(rest) ? 'item' : null;
     const route = routes.find((r) => r.shape === shape);
@@ -145,8 +152,12 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     return { route, id: shape === 'item' ? decodeSegment(rest.slice(1)) : '' };
   }
 
-  function isUnderMount(path: string): boolean {
+  function isMountPath(path: string): boolean {
     return path === mountPath || path.startsWith(`${mountPath}/`);
+  }
+
+  function isUnderMount(target: string): boolean {
+    return isMountPath(pathOf(target));
   }
 
   async function handle(request: HttpRequest): Promise<HttpResponse> {
@@ -189,6 +200,17 @@ function allowedMethods(route: Route): string {
   const methods = Object.keys(route.actions);
   if (methods.includes('GET')) methods.splice(methods.indexOf('GET') + 1, 0, 'HEAD');
   return methods.join(', ');
+}
+
+// RFC 9112 §3.2.2: a server must accept a target in absolute-form, as proxies send it.
+const schemeAndAuthority = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+
+/** The path of a request target: no scheme and authority, no query, no fragment. Node
+ * passes a fragment through as sent; find-my-way already routes on the path without it. */
+function pathOf(target: string): string {
+  const path = target.replace(schemeAndAuthority, '');
+  const end = path.search(/[?#]/);
+  return end < 0 ? path : path.slice(0, end);
 }
 
 function decodeSegment(segment: string): string {

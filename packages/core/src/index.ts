@@ -5,6 +5,7 @@ export {
   memoryBus,
   parseInvalidationEvent,
 } from './bus.js';
+export { constantTimeEqual } from './constant-time.js';
 export {
   type ErrorCode,
   errorCodes,

@@ -1,0 +1,45 @@
+/**
+ * `pnpm bench:hot-path`: the warm guard's own cost, without HTTP, in one process: ns per
+ * cached `verify()` and per `authenticate()` of the HTTP layer (what both adapters call),
+ * next to the `ideal` guard's work (SHA-256 of the header, a Map lookup). Quieter than the
+ * loopback bench on a shared machine, so it shows what a hot-path change buys.
+ */
+import { hash } from 'node:crypto';
+import { createHttpHandler, createKeyService, memoryStore } from '@keyward/core';
+import { median } from './stats.js';
+
+const ROUNDS = 7;
+const CALLS = Number(process.env.BENCH_HOT_PATH_CALLS ?? 200_000);
+
+const service = createKeyService({
+  store: memoryStore(),
+  argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+});
+const http = createHttpHandler(service);
+const { rawKey } = await service.create('acct_bench', 'hot path');
+if (!(await service.verify(rawKey)).ok) throw new Error('the bench key does not verify');
+const headers = { 'x-api-key': rawKey, host: '127.0.0.1', accept: '*/*' };
+const ideal = new Map([[hash('sha256', rawKey, 'base64'), { id: 'key_ideal' }]]);
+
+async function nsPerCall(work: () => unknown): Promise<number> {
+  const rounds: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const started = process.hrtime.bigint();
+    // Awaited one at a time, as a request is: the promise layers are part of the cost.
+    for (let i = 0; i < CALLS; i++) await work();
+    rounds.push(Number(process.hrtime.bigint() - started) / CALLS);
+  }
+  return median(rounds.slice(1)); // the first round warms the JIT
+}
+
+const results = {
+  ideal: await nsPerCall(() => ideal.get(hash('sha256', headers['x-api-key'], 'base64'))),
+  verify: await nsPerCall(() => service.verify(rawKey)),
+  authenticate: await nsPerCall(() => http.authenticate(headers)),
+};
+await service.close();
+for (const [name, ns] of Object.entries(results)) {
+  console.log(
+    `${name.padEnd(13)} ${ns.toFixed(0).padStart(6)} ns per call (median of ${ROUNDS - 1} rounds of ${CALLS})`,
+  );
+}

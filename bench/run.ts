@@ -1,0 +1,574 @@
+/**
+ * `pnpm bench`: the guard's throughput and latency over loopback, for Fastify and Express
+ * on the memory, Postgres and Redis stores, in one run. `pnpm bench --help` lists the knobs.
+ *
+ * Each (framework, store) pair gets a server child (bench/server.ts); this process is the
+ * load generator (autocannon) and never serves. Every pass runs all scenarios back to back,
+ * so a neighbour's load spike hits a whole pass rather than one scenario, and each ratio
+ * compares two measurements taken seconds apart in the same server.
+ */
+import { fork } from 'node:child_process';
+import { hash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { OWASP_ARGON2 } from '@keyward/core';
+import { type BenchKey, impostorKey, makeKeys } from './keys.js';
+import { type LoadResult, type LoadSpec, runLoads } from './load.js';
+import type { Framework, ProbeReport, StoreKind } from './protocol.js';
+import { ServerChild, tsxArgs } from './server-child.js';
+import { median } from './stats.js';
+import { setUpStore } from './stores.js';
+
+const HELP = `pnpm bench [options]   (each option also reads from the env variable shown)
+
+  --quick                 BENCH_QUICK=1          smoke run: 1 pass of 1 s, 10 cold keys
+  --duration=<s>          BENCH_DURATION         seconds per scenario and pass (default 3)
+  --passes=<n>            BENCH_PASSES           passes; rows show the median (default 3)
+  --connections=<n>       BENCH_CONNECTIONS      connections for unguarded/ideal/warm (50)
+  --cold-keys=<n>         BENCH_COLD_KEYS        first-seen keys per cold pass (default 50)
+  --cold-connections=<n>  BENCH_COLD_CONNECTIONS connections of the cold scenario (default 1)
+  --stores=<list>         BENCH_STORES           memory,postgres,redis
+  --frameworks=<list>     BENCH_FRAMEWORKS       fastify,express
+  --scenarios=<list>      BENCH_SCENARIOS        ideal,guarded-warm,flood,cold (unguarded always
+                                                 runs: ratios need it; flood brings flood-solo)
+  --skip-memory           BENCH_SKIP_MEMORY=1    skip the 100,000-key heap measurement
+  --strict                BENCH_STRICT=1         exit 1 when an acceptance check fails
+  --out=<file>            BENCH_OUT              rows as JSON (bench/results/latest.json)
+
+Postgres: DATABASE_URL (postgres://postgres@127.0.0.1:5432/test); Redis: REDIS_URL
+(redis://127.0.0.1:6379). An unreachable one is skipped loudly; KEYWARD_REQUIRE_SERVICES=1
+makes it an error.`;
+
+const FLOOD_VALID_CONNECTIONS = 10;
+const FLOOD_UNKNOWN_CONNECTIONS = 50;
+const FLOOD_WRONG_SECRET_CONNECTIONS = 50;
+const ARGON2_SAMPLES = 15;
+
+type Scenario = 'unguarded' | 'ideal' | 'guarded-warm' | 'flood-solo' | 'flood' | 'cold';
+const SCENARIOS: readonly Scenario[] = [
+  'unguarded',
+  'ideal',
+  'guarded-warm',
+  'flood-solo',
+  'flood',
+  'cold',
+];
+
+interface Settings {
+  durationS: number;
+  passes: number;
+  connections: number;
+  coldKeys: number;
+  coldConnections: number;
+  stores: StoreKind[];
+  frameworks: Framework[];
+  scenarios: Scenario[];
+  memory: boolean;
+  strict: boolean;
+  out: string;
+}
+
+/** One scenario measured once. */
+interface Sample {
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** reqPerSec over the same pass's unguarded reqPerSec. */
+  ratio: number;
+  /** This process's CPU time over wall time during the measurement (1 = one core). */
+  loadCpu: number;
+  server: ProbeReport;
+  /** Server CPU per response (of every load in the measurement), in µs: unlike req/s,
+   * barely moved by how much of the machine other processes take. */
+  serverUsPerReq: number;
+  non2xx: number;
+  /** cold: the server's argon2id verify median just before; flood: the other loads. */
+  argon2MedianMs?: number;
+  flood?: { soloRatio: number; unknown: LoadResult; wrongSecret: LoadResult };
+}
+
+export interface Row {
+  framework: Framework;
+  store: StoreKind;
+  scenario: Scenario;
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  ratio: number;
+}
+
+const settings = readSettings();
+const runStarted = performance.now();
+const runCpu = process.cpuUsage();
+let loadWallMs = 0;
+let loadCpuMs = 0;
+const cleanups: Array<() => Promise<void>> = [];
+
+process.once('SIGINT', () => {
+  console.error('\ninterrupted: cleaning up the bench table and namespace');
+  cleanUp().finally(() => process.exit(130));
+});
+
+async function main(): Promise<void> {
+  const samples = new Map<string, Sample[]>();
+  const passKeys = settings.coldKeys + settings.coldConnections + 1;
+  console.log(
+    `keyward bench: ${settings.passes} pass(es) of ${settings.durationS} s per scenario, ` +
+      `${settings.connections} connections; stores ${settings.stores.join(', ')}; ` +
+      `frameworks ${settings.frameworks.join(', ')}`,
+  );
+  console.log(
+    `hashing bench keys (argon2id m=${OWASP_ARGON2.memoryCost} t=${OWASP_ARGON2.timeCost} p=${OWASP_ARGON2.parallelism})…`,
+  );
+  // Per pass: its own cold keys, so each is first-seen, and its own flood target, so each
+  // pass starts with a fresh failure budget. All share the default argon2 parameters.
+  const keys = await makeKeys(1 + settings.passes * (1 + passKeys), OWASP_ARGON2);
+  const warm = keys[0] as BenchKey;
+  const perPass = Array.from({ length: settings.passes }, (_, pass) => {
+    const start = 1 + pass * (1 + passKeys);
+    return {
+      floodTarget: keys[start] as BenchKey,
+      cold: keys.slice(start + 1, start + 1 + passKeys),
+    };
+  });
+
+  for (const [storeIndex, storeKind] of settings.stores.entries()) {
+    const setup = await setUpStore(
+      storeKind,
+      keys.map((k) => k.record),
+    );
+    if (!setup) continue;
+    cleanups.push(setup.close);
+    try {
+      for (const framework of settings.frameworks) {
+        const server = await ServerChild.start({
+          framework,
+          store: storeKind,
+          ...setup.config,
+          idealDigests: [hash('sha256', warm.rawKey, 'base64')],
+        });
+        try {
+          if (setup.seedInChild) {
+            await server.call({ op: 'seed', records: keys.map((k) => k.record) });
+          }
+          // The ideal guard touches no store: measured once per framework, on the first store.
+          const scenarios = settings.scenarios.filter((s) => s !== 'ideal' || storeIndex === 0);
+          process.stdout.write(`${framework} on ${storeKind}: warming up`);
+          await warmUp(server.url, warm.rawKey);
+          for (let pass = 0; pass < settings.passes; pass++) {
+            process.stdout.write(` · pass ${pass + 1}`);
+            const material = perPass[pass] as (typeof perPass)[number];
+            const measured = await runPass(server, scenarios, warm.rawKey, material);
+            for (const [scenario, sample] of measured) {
+              const id = `${framework}/${storeKind}/${scenario}`;
+              samples.set(id, [...(samples.get(id) ?? []), sample]);
+            }
+          }
+          process.stdout.write('\n');
+        } finally {
+          await server.close();
+        }
+      }
+    } finally {
+      cleanups.splice(cleanups.indexOf(setup.close), 1);
+      await setup.close();
+    }
+  }
+
+  const rows = summarize(samples);
+  printTable(rows, samples);
+  const failures = printAcceptance(rows, samples);
+  const memory = settings.memory ? await measureMemory() : undefined;
+  if (memory && !memory.ok) failures.push('memory');
+  printLoadGenerator();
+  await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+  await writeFile(settings.out, `${JSON.stringify(rows, null, 2)}\n`);
+  console.log(`\nrows written to ${settings.out}`);
+  if (failures.length > 0) {
+    console.log(`acceptance checks not met: ${failures.join(', ')}`);
+    if (settings.strict) process.exitCode = 1;
+  }
+}
+
+async function warmUp(url: string, key: string): Promise<void> {
+  // JIT and connection pools warm, and the warm key verified once, so it is cached.
+  const durationS = Math.min(1, settings.durationS);
+  const connections = settings.connections;
+  await runLoads([{ url, path: '/hello', connections, durationS }]);
+  await runLoads([{ url, path: '/guarded', connections, durationS, key }]);
+  await runLoads([{ url, path: '/ideal', connections, durationS, key }]);
+}
+
+async function runPass(
+  server: ServerChild,
+  scenarios: readonly Scenario[],
+  warmKey: string,
+  material: { floodTarget: BenchKey; cold: BenchKey[] },
+): Promise<Map<Scenario, Sample>> {
+  const { url } = server;
+  const durationS = settings.durationS;
+  const connections = settings.connections;
+  const out = new Map<Scenario, Sample>();
+  const measure = async (
+    specs: LoadSpec[],
+  ): Promise<{ results: LoadResult[]; server: ProbeReport; loadCpu: number }> => {
+    await server.call({ op: 'probe-start' });
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    const results = await runLoads(specs);
+    const wallMs = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    const report = (await server.call({ op: 'probe-stop' })) as ProbeReport;
+    const cpuMs = (used.user + used.system) / 1000;
+    loadWallMs += wallMs;
+    loadCpuMs += cpuMs;
+    return { results, server: report, loadCpu: cpuMs / wallMs };
+  };
+  const sampleOf = (
+    result: LoadResult,
+    m: { results: LoadResult[]; server: ProbeReport; loadCpu: number },
+    unguarded: number,
+  ): Sample => ({
+    reqPerSec: result.reqPerSec,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    ratio: result.reqPerSec / unguarded,
+    loadCpu: m.loadCpu,
+    server: m.server,
+    serverUsPerReq: m.server.cpuMicros / m.results.reduce((sum, r) => sum + r.total, 0),
+    non2xx: Object.entries(result.statuses)
+      .filter(([status]) => !status.startsWith('2'))
+      .reduce((sum, [, n]) => sum + n, 0),
+  });
+
+  let unguarded = Number.NaN;
+  let solo = Number.NaN;
+  for (const scenario of scenarios) {
+    switch (scenario) {
+      case 'unguarded': {
+        const m = await measure([{ url, path: '/hello', connections, durationS }]);
+        const [result] = m.results as [LoadResult];
+        unguarded = result.reqPerSec;
+        out.set(scenario, sampleOf(result, m, unguarded));
+        break;
+      }
+      case 'ideal':
+      case 'guarded-warm': {
+        const path = scenario === 'ideal' ? '/ideal' : '/guarded';
+        const m = await measure([{ url, path, connections, durationS, key: warmKey }]);
+        out.set(scenario, sampleOf(m.results[0] as LoadResult, m, unguarded));
+        break;
+      }
+      case 'flood-solo': {
+        const m = await measure([
+          { url, path: '/guarded', connections: FLOOD_VALID_CONNECTIONS, durationS, key: warmKey },
+        ]);
+        const [result] = m.results as [LoadResult];
+        solo = result.reqPerSec;
+        out.set(scenario, sampleOf(result, m, unguarded));
+        break;
+      }
+      case 'flood': {
+        const target = material.floodTarget.lookup;
+        const m = await measure([
+          { url, path: '/guarded', connections: FLOOD_VALID_CONNECTIONS, durationS, key: warmKey },
+          // Valid checksums, lookup parts nobody holds: each one costs a store read.
+          {
+            url,
+            path: '/guarded',
+            connections: FLOOD_UNKNOWN_CONNECTIONS,
+            durationS,
+            key: () => impostorKey(),
+          },
+          // A real lookup part with ever-new wrong secrets: argon2 work, until the budget.
+          {
+            url,
+            path: '/guarded',
+            connections: FLOOD_WRONG_SECRET_CONNECTIONS,
+            durationS,
+            key: () => impostorKey(target),
+          },
+        ]);
+        const [valid, unknown, wrongSecret] = m.results as [LoadResult, LoadResult, LoadResult];
+        out.set(scenario, {
+          ...sampleOf(valid, m, unguarded),
+          flood: { soloRatio: valid.reqPerSec / solo, unknown, wrongSecret },
+        });
+        break;
+      }
+      case 'cold': {
+        const argon2MedianMs = (await server.call({
+          op: 'argon2-median',
+          samples: ARGON2_SAMPLES,
+        })) as number;
+        let next = 0;
+        const m = await measure([
+          {
+            url,
+            path: '/guarded',
+            connections: settings.coldConnections,
+            amount: settings.coldKeys,
+            // Never reuse a key: past the supply, a malformed one shows up as a non-2xx.
+            key: () => material.cold[next++]?.rawKey ?? 'exhausted',
+          },
+        ]);
+        out.set(scenario, {
+          ...sampleOf(m.results[0] as LoadResult, m, unguarded),
+          argon2MedianMs,
+        });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+function summarize(samples: Map<string, Sample[]>): Row[] {
+  const rows: Row[] = [];
+  for (const [id, list] of samples) {
+    const [framework, store, scenario] = id.split('/') as [Framework, StoreKind, Scenario];
+    rows.push({
+      framework,
+      store,
+      scenario,
+      reqPerSec: Math.round(median(list.map((s) => s.reqPerSec))),
+      p50Ms: round(median(list.map((s) => s.p50Ms)), 3),
+      p99Ms: round(median(list.map((s) => s.p99Ms)), 3),
+      ratio: round(median(list.map((s) => s.ratio)), 3),
+    });
+  }
+  return rows;
+}
+
+function printTable(rows: Row[], samples: Map<string, Sample[]>): void {
+  const header = [
+    'framework',
+    'store',
+    'scenario',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'ratio',
+    'gen cpu',
+    'srv cpu',
+    'srv µs/req',
+    'non-2xx',
+  ];
+  const lines = rows.map((r) => {
+    const list = samples.get(`${r.framework}/${r.store}/${r.scenario}`) ?? [];
+    return [
+      r.framework,
+      r.store,
+      r.scenario,
+      String(r.reqPerSec),
+      r.p50Ms.toFixed(2),
+      r.p99Ms.toFixed(2),
+      r.ratio.toFixed(3),
+      median(list.map((s) => s.loadCpu)).toFixed(2),
+      median(list.map((s) => s.server.cpuShare)).toFixed(2),
+      median(list.map((s) => s.serverUsPerReq)).toFixed(1),
+      String(list.reduce((sum, s) => sum + s.non2xx, 0)),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  const format = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
+  console.log(
+    `\nmedian of ${settings.passes} pass(es); ratio = median over passes of req/s ÷ the same pass's unguarded req/s;`,
+  );
+  console.log(
+    'gen cpu / srv cpu = load generator / server CPU time ÷ wall time (1.00 = one core); ' +
+      'srv µs/req = server CPU per response, all loads of the measurement together\n',
+  );
+  console.log(format(header));
+  console.log(
+    `|${widths.map((w, i) => (i < 3 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+  );
+  for (const line of lines) console.log(format(line));
+}
+
+function printAcceptance(rows: Row[], samples: Map<string, Sample[]>): string[] {
+  const failures: string[] = [];
+  const verdict = (ok: boolean, what: string) => {
+    if (!ok) failures.push(what);
+    return ok ? 'ok  ' : 'FAIL';
+  };
+  console.log('\nacceptance');
+  for (const row of rows.filter((r) => r.scenario === 'guarded-warm')) {
+    const what = `${row.framework}/${row.store} warm`;
+    console.log(
+      `  ${verdict(row.ratio >= 0.85, what)} warm guard ${what.padEnd(24)} ratio ${row.ratio.toFixed(3)} (≥ 0.85)`,
+    );
+  }
+  for (const row of rows.filter((r) => r.scenario === 'cold')) {
+    const list = samples.get(`${row.framework}/${row.store}/cold`) ?? [];
+    const argon2 = median(list.map((s) => s.argon2MedianMs ?? Number.NaN));
+    const what = `${row.framework}/${row.store} cold`;
+    const non2xx = list.reduce((sum, s) => sum + s.non2xx, 0);
+    console.log(
+      `  ${verdict(row.p50Ms <= argon2 + 2 && non2xx === 0, what)} cold       ${what.padEnd(24)} p50 ${row.p50Ms.toFixed(2)} ms vs argon2id verify median ${argon2.toFixed(2)} ms + 2 ms` +
+        (non2xx ? ` (${non2xx} non-2xx!)` : ''),
+    );
+  }
+  for (const row of rows.filter((r) => r.scenario === 'flood')) {
+    const list = samples.get(`${row.framework}/${row.store}/flood`) ?? [];
+    const soloRatio = median(list.map((s) => s.flood?.soloRatio ?? Number.NaN));
+    const lagP99 = Math.max(...list.map((s) => s.server.lagP99Ms));
+    const what = `${row.framework}/${row.store} flood`;
+    const unknownRate = median(list.map((s) => s.flood?.unknown.responsesPerSec ?? Number.NaN));
+    const wrongRate = median(list.map((s) => s.flood?.wrongSecret.responsesPerSec ?? Number.NaN));
+    const statuses = statusSummary(
+      list.flatMap((s) => (s.flood ? [s.flood.unknown, s.flood.wrongSecret] : [])),
+    );
+    console.log(
+      `  ${verdict(soloRatio >= 0.7 && lagP99 < 50, what)} flood      ${what.padEnd(24)} valid keeps ${soloRatio.toFixed(3)} of solo (≥ 0.70), ` +
+        `server lag p99 ${lagP99.toFixed(1)} ms (< 50, worst pass); flood answered ${Math.round(unknownRate)} unknown + ${Math.round(wrongRate)} wrong-secret req/s [${statuses}]`,
+    );
+  }
+  return failures;
+}
+
+function statusSummary(results: LoadResult[]): string {
+  const total: Record<string, number> = {};
+  let errors = 0;
+  for (const r of results) {
+    errors += r.errors;
+    for (const [status, n] of Object.entries(r.statuses)) total[status] = (total[status] ?? 0) + n;
+  }
+  const parts = Object.entries(total).map(([status, n]) => `${status}×${n}`);
+  if (errors) parts.push(`errors×${errors}`);
+  return parts.join(' ');
+}
+
+function printLoadGenerator(): void {
+  const cpu = process.cpuUsage(runCpu);
+  const wallMs = performance.now() - runStarted;
+  console.log(
+    `\nload generator (this process): ${((loadCpuMs / loadWallMs) * 100).toFixed(0)}% of one core during the measured loads ` +
+      `(${(loadCpuMs / 1000).toFixed(1)} s CPU over ${(loadWallMs / 1000).toFixed(1)} s); ` +
+      `${(((cpu.user + cpu.system) / 1000 / wallMs) * 100).toFixed(0)}% over the whole run ` +
+      `(${(wallMs / 1000).toFixed(1)} s, key hashing included). The machine has 2 cores, shared with the servers ` +
+      'and the stores (and with whatever else runs here).',
+  );
+}
+
+/** Runs bench/memory.ts in a process of its own, with --expose-gc. */
+async function measureMemory(): Promise<{ ok: boolean } | undefined> {
+  console.log('\nmemory (bench/memory.ts):');
+  const child = fork(fileURLToPath(new URL('./memory.ts', import.meta.url)), ['--json'], {
+    execArgv: [...tsxArgs(), '--expose-gc'],
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const lines = output.trim().split('\n');
+  for (const line of lines.slice(0, -1)) console.log(`  ${line}`);
+  if (code !== 0) {
+    console.log(`  bench/memory.ts exited with ${code}`);
+    return { ok: false };
+  }
+  return JSON.parse(lines.at(-1) ?? '{}') as { ok: boolean };
+}
+
+async function cleanUp(): Promise<void> {
+  for (const cleanup of cleanups.splice(0)) await cleanup().catch((e) => console.error(e));
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    // `pnpm bench -- --quick` passes the `--` along.
+    args: process.argv.slice(2).filter((arg) => arg !== '--'),
+    options: {
+      quick: { type: 'boolean' },
+      duration: { type: 'string' },
+      passes: { type: 'string' },
+      connections: { type: 'string' },
+      'cold-keys': { type: 'string' },
+      'cold-connections': { type: 'string' },
+      stores: { type: 'string' },
+      frameworks: { type: 'string' },
+      scenarios: { type: 'string' },
+      'skip-memory': { type: 'boolean' },
+      strict: { type: 'boolean' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const env = process.env;
+  const quick = values.quick ?? env.BENCH_QUICK === '1';
+  const number = (name: string, value: string | undefined, fallback: number, min: number) => {
+    if (value === undefined || value === '') return fallback;
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min)
+      throw new TypeError(`bench: ${name} must be a number ≥ ${min}; got ${value}`);
+    return n;
+  };
+  const list = <T extends string>(
+    name: string,
+    value: string | undefined,
+    all: readonly T[],
+  ): T[] => {
+    if (!value) return [...all];
+    const picked = value.split(',').map((s) => s.trim());
+    for (const p of picked) {
+      if (!all.includes(p as T))
+        throw new TypeError(`bench: ${name} takes ${all.join(', ')}; got ${p}`);
+    }
+    return picked as T[];
+  };
+  return {
+    durationS: number('duration', values.duration ?? env.BENCH_DURATION, quick ? 1 : 3, 0.2),
+    passes: Math.round(number('passes', values.passes ?? env.BENCH_PASSES, quick ? 1 : 3, 1)),
+    connections: Math.round(
+      number('connections', values.connections ?? env.BENCH_CONNECTIONS, 50, 1),
+    ),
+    coldKeys: Math.round(
+      number('cold-keys', values['cold-keys'] ?? env.BENCH_COLD_KEYS, quick ? 10 : 50, 1),
+    ),
+    coldConnections: Math.round(
+      number('cold-connections', values['cold-connections'] ?? env.BENCH_COLD_CONNECTIONS, 1, 1),
+    ),
+    stores: list('stores', values.stores ?? env.BENCH_STORES, [
+      'memory',
+      'postgres',
+      'redis',
+    ] as const),
+    frameworks: list('frameworks', values.frameworks ?? env.BENCH_FRAMEWORKS, [
+      'fastify',
+      'express',
+    ] as const),
+    scenarios: pickScenarios(list('scenarios', values.scenarios ?? env.BENCH_SCENARIOS, SCENARIOS)),
+    memory: !(values['skip-memory'] ?? env.BENCH_SKIP_MEMORY === '1'),
+    strict: values.strict ?? env.BENCH_STRICT === '1',
+    out:
+      values.out ??
+      env.BENCH_OUT ??
+      fileURLToPath(new URL('./results/latest.json', import.meta.url)),
+  };
+}
+
+function pickScenarios(picked: Scenario[]): Scenario[] {
+  const wanted = new Set<Scenario>(['unguarded', ...picked]);
+  if (wanted.has('flood')) wanted.add('flood-solo');
+  return SCENARIOS.filter((s) => wanted.has(s));
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+// Last: the class above must be initialized before main() runs.
+try {
+  await main();
+} finally {
+  await cleanUp();
+}

@@ -143,6 +143,17 @@ function report(label: string, revocations: Revocations) {
   return { refused, line };
 }
 
+/** Starts the instances side by side into `into` (so afterAll stops whichever did start). */
+async function startAll(configs: readonly InstanceConfig[], into: RunningInstance[]) {
+  const startedAt = performance.now();
+  const started = await Promise.allSettled(configs.map(startInstance));
+  for (const result of started) if (result.status === 'fulfilled') into.push(result.value);
+  for (const result of started) if (result.status === 'rejected') throw result.reason;
+  console.info(
+    `[multi-instance] ${configs.length} ${configs[0]?.store} instances started in ${ms(performance.now() - startedAt)}`,
+  );
+}
+
 /** Exit code 0 means each instance closed its server, wrote its last lastUsedAt batch and
  * closed its connections; anything else shows what the instance printed. */
 function expectCleanExits(
@@ -178,9 +189,7 @@ describe.skipIf(!redis)('instances in separate processes on one Redis', () => {
       { ...base, framework: 'fastify', channel },
       { ...base, framework: 'fastify', cacheTtlMs: NO_BUS_TTL_MS },
     ];
-    const started = await Promise.allSettled(configs.map(startInstance));
-    for (const result of started) if (result.status === 'fulfilled') instances.push(result.value);
-    for (const result of started) if (result.status === 'rejected') throw result.reason;
+    await startAll(configs, instances);
     [a, b, bWithoutBus] = instances as [RunningInstance, RunningInstance, RunningInstance];
   });
 
@@ -285,9 +294,7 @@ describe.skipIf(!postgres)('instances in separate processes on one Postgres', ()
       { ...base, store: 'postgres', framework: 'fastify', channel: table },
       { ...base, store: 'postgres', framework: 'express', channel: table },
     ];
-    const started = await Promise.allSettled(configs.map(startInstance));
-    for (const result of started) if (result.status === 'fulfilled') instances.push(result.value);
-    for (const result of started) if (result.status === 'rejected') throw result.reason;
+    await startAll(configs, instances);
     [a, b] = instances as [RunningInstance, RunningInstance];
   });
 

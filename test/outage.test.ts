@@ -340,7 +340,7 @@ async function runScenario(adapter: Adapter, open: () => Promise<StoreUnderFault
     // enough requests fit in it.
     await sleep(fault === 'cut' ? 500 : 1500);
     phase = 'outage, cached key idle';
-    await sleep(fault === 'cut' ? 700 : 1500);
+    await sleep(fault === 'cut' ? 700 : 2000);
     const create = await creating;
 
     phase = 'recovering';

@@ -512,8 +512,10 @@ interface ExampleStore {
   spyOnBus?(): Promise<{ messages: string[]; stop(): Promise<void> }>;
 }
 
+// One run per example app, each on a store that persists what it holds (where a leak would
+// stay) and, for Redis, with a bus to listen to. Every store's own code is covered in
+// process above; the examples add their own output, which depends on the app, not the store.
 const exampleStores: Array<[string, 'express' | 'fastify', boolean, ExampleStore]> = [
-  ['memory', 'express', true, { env: async () => ({}), dump: async () => [] }],
   [
     'pglite',
     'fastify',
@@ -540,36 +542,8 @@ const exampleStores: Array<[string, 'express' | 'fastify', boolean, ExampleStore
     },
   ],
   [
-    'postgres',
-    'express',
-    postgres,
-    {
-      env: async () => ({ DATABASE_URL }),
-      async dump() {
-        const client = new pg.Client({ connectionString: DATABASE_URL });
-        await client.connect();
-        try {
-          return rowsAsEvidence(
-            'Postgres',
-            (await client.query('select * from keyward_api_keys')).rows,
-          );
-        } finally {
-          await client.end();
-        }
-      },
-      async spyOnBus() {
-        const client = new pg.Client({ connectionString: DATABASE_URL });
-        await client.connect();
-        const messages: string[] = [];
-        client.on('notification', (message) => messages.push(message.payload ?? ''));
-        await client.query('LISTEN keyward_invalidation');
-        return { messages, stop: () => client.end() };
-      },
-    },
-  ],
-  [
     'redis',
-    'fastify',
+    'express',
     redis,
     {
       env: async () => ({ REDIS_URL }),

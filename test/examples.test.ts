@@ -71,5 +71,5 @@ describe.each(frameworks)('examples/%s', (framework) => {
     } finally {
       expect(await second.stop()).toBe(0);
     }
-  });
+  }, 120_000);
 });

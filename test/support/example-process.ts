@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const tsx = `${root}node_modules/.bin/tsx`;
 
 export interface RunningExample {
   url: string;
@@ -16,15 +15,20 @@ export interface RunningExample {
   startupMs: number;
 }
 
-/** Starts an example app as a user would (tsx on its entry point) on a free port. */
+/**
+ * Starts an example app as its `start` script does (node with tsx's loader on its entry
+ * point) on a free port. Not through the tsx CLI: on a loaded machine it SIGKILLs a child
+ * that takes more than a few ms to acknowledge SIGTERM, which would cut the clean shutdown
+ * these tests check.
+ */
 export async function startExample(
   framework: 'express' | 'fastify',
   env: Record<string, string> = {},
 ): Promise<RunningExample> {
   const started = Date.now();
   const child: ChildProcess = spawn(
-    tsx,
-    ['--conditions=keyward-source', `${root}examples/${framework}/src/main.ts`],
+    process.execPath,
+    ['--conditions=keyward-source', '--import', 'tsx', `${root}examples/${framework}/src/main.ts`],
     {
       cwd: `${root}examples/${framework}`,
       env: { ...process.env, PORT: '0', KEYWARD_STORE: 'memory', ...env },
@@ -43,7 +47,7 @@ export async function startExample(
   );
 
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`example did not start:\n${out}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`example did not start:\n${out}`)), 60_000);
     const check = () => {
       if (out.includes('Ctrl-C stops the server.')) {
         clearTimeout(timer);

@@ -19,6 +19,10 @@ export class LastUsedWriter {
     private readonly store: KeyStore,
     flushIntervalMs: number,
     onError: (error: unknown) => void,
+    /** A write slower than this counts as failed: its batch goes back to pending, so a
+     * stalled store connection cannot hold every later batch (and `close()`) hostage. A
+     * late success is harmless, since lastUsedAt only moves forward. */
+    private readonly writeTimeoutMs: number = 5000,
   ) {
     this.#timer = setInterval(() => {
       this.flush().catch(onError);
@@ -53,9 +57,11 @@ export class LastUsedWriter {
     return this.#pending.size + this.#inFlight.size;
   }
 
-  /** Writes what is pending now; one batch at a time. Rejects if the store fails, after
-   * putting the batch back for the next attempt. */
-  flush(): Promise<void> {
+  /** Writes everything noted before the call: waits for a write already under way (which
+   * may predate some of it), then writes the rest. One batch at a time. Rejects if the
+   * store fails, after putting the batch back for the next attempt. */
+  async flush(): Promise<void> {
+    if (this.#flushing) await this.#flushing.catch(() => {});
     this.#flushing ??= this.#write().finally(() => {
       this.#flushing = undefined;
     });
@@ -74,12 +80,22 @@ export class LastUsedWriter {
     this.#pending = new Map();
     const batch: LastUsedUpdate[] = [];
     for (const [id, ms] of this.#inFlight) batch.push({ id, lastUsedAt: new Date(ms) });
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.store.recordLastUsed(batch);
+      await Promise.race([
+        this.store.recordLastUsed(batch),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`lastUsedAt write timed out after ${this.writeTimeoutMs} ms`)),
+            this.writeTimeoutMs,
+          );
+        }),
+      ]);
     } catch (error) {
       for (const [id, ms] of this.#inFlight) this.record(id, ms);
       throw error;
     } finally {
+      clearTimeout(timer);
       this.#inFlight = new Map();
     }
   }

@@ -23,7 +23,7 @@ export class Semaphore {
     if (this.#active >= this.maxConcurrent) {
       if (this.#waiting.length >= this.maxQueue) {
         throw new KeywardError('service_unavailable', {
-          message: 'Too many API keys are being verified at once. Retry later.',
+          message: 'Too many API keys are being hashed or verified at once. Retry later.',
           retryAfter: 1,
         });
       }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { memoryBus } from './bus.js';
 import { KeywardError } from './errors.js';
 import { generateKey, keyChecksum } from './key-format.js';
+import { LastUsedWriter } from './last-used.js';
 import { memoryStore } from './memory-store.js';
 import { createKeyService, type KeyService } from './service.js';
 import type { KeyStore } from './store.js';
@@ -378,5 +379,78 @@ describe('key service: lastUsedAt write-behind', () => {
     await keys.verify(rawKey);
     await sleep(100);
     expect(inner.snapshot()[0]?.lastUsedAt).toBeInstanceOf(Date);
+  });
+});
+
+describe('lastUsedAt writer: flush and stalls', () => {
+  it('flush() also writes uses noted while an earlier write was under way', async () => {
+    const inner = memoryStore();
+    const keys = service({ store: inner });
+    const a = await keys.create('acct_1', 'a');
+    const b = await keys.create('acct_1', 'b');
+    let release: (() => void) | undefined;
+    let calls = 0;
+    const store: KeyStore = {
+      ...inner,
+      recordLastUsed: async (updates) => {
+        if (calls++ === 0) await new Promise<void>((resolve) => (release = resolve));
+        return inner.recordLastUsed(updates);
+      },
+    };
+    const writer = new LastUsedWriter(store, 60_000, () => {}, 5000);
+    writer.record(a.id, Date.parse('2025-01-01T00:00:00.000Z'));
+    const first = writer.flush();
+    await sleep(10);
+    writer.record(b.id, Date.parse('2025-01-01T00:00:01.000Z'));
+    const second = writer.flush();
+    release?.();
+    await Promise.all([first, second]);
+    const byId = new Map(inner.snapshot().map((k) => [k.id, k.lastUsedAt?.toISOString()]));
+    expect(byId.get(a.id)).toBe('2025-01-01T00:00:00.000Z');
+    expect(byId.get(b.id)).toBe('2025-01-01T00:00:01.000Z');
+    await writer.close();
+  });
+
+  it('a stalled write times out, keeps its batch, and the next flush writes it', async () => {
+    const inner = memoryStore();
+    const keys = service({ store: inner });
+    const a = await keys.create('acct_1', 'a');
+    let stalled = true;
+    const store: KeyStore = {
+      ...inner,
+      recordLastUsed: (updates) =>
+        stalled ? new Promise(() => {}) : inner.recordLastUsed(updates),
+    };
+    const writer = new LastUsedWriter(store, 60_000, () => {}, 50);
+    writer.record(a.id, Date.parse('2025-01-01T00:00:00.000Z'));
+    await expect(writer.flush()).rejects.toThrow(/timed out/);
+    expect(writer.pendingFor(a.id)?.toISOString()).toBe('2025-01-01T00:00:00.000Z');
+    stalled = false;
+    await writer.close();
+    expect(inner.snapshot()[0]?.lastUsedAt?.toISOString()).toBe('2025-01-01T00:00:00.000Z');
+  });
+});
+
+describe('key service: a create that lands after its timeout', () => {
+  it('is deleted, retrying while the store still fails', async () => {
+    const inner = memoryStore();
+    let deleteFailures = 1;
+    const store: KeyStore = {
+      ...inner,
+      insert: async (key, options) => {
+        await sleep(100);
+        return inner.insert(key, options);
+      },
+      delete: (ownerId, id) =>
+        deleteFailures-- > 0 ? Promise.reject(new Error('still down')) : inner.delete(ownerId, id),
+    };
+    const keys = service({ store, storeTimeoutMs: 30 });
+    await expect(keys.create('acct_1', 'slow')).rejects.toMatchObject({
+      code: 'service_unavailable',
+    });
+    await sleep(300);
+    expect(inner.snapshot()).toHaveLength(1);
+    await sleep(1200);
+    expect(inner.snapshot()).toEqual([]);
   });
 });

@@ -46,6 +46,9 @@ type VerifiedResult = { ok: true; key: AuthenticatedKey };
 
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
+/** Tries at removing a key whose create timed out but landed (backoff up to 30 s: about
+ * five minutes in all). */
+const ORPHAN_DELETE_ATTEMPTS = 12;
 /** How many fresh ids and lookup parts to try when a store reports a collision. */
 const INSERT_ATTEMPTS = 3;
 
@@ -71,7 +74,12 @@ export function createKeyService(options: KeyServiceOptions) {
   const o = resolveOptions(options);
   const { store } = o;
   const argon2Slots = new Semaphore(o.maxConcurrent, o.maxQueue);
-  const lastUsed = new LastUsedWriter(store, o.lastUsedFlushIntervalMs, o.onError);
+  const lastUsed = new LastUsedWriter(
+    store,
+    o.lastUsedFlushIntervalMs,
+    o.onError,
+    o.storeTimeoutMs,
+  );
 
   const keyLength = o.prefix.length + 1 + BODY_LENGTH;
   // Key: SHA-256 of the raw key, so the cache holds no usable secret. Value: the result a
@@ -263,6 +271,17 @@ export function createKeyService(options: KeyServiceOptions) {
     });
   }
 
+  /** Deletes a key whose create was reported as failed, retrying with backoff while the
+   * store is still failing (it likely is: the insert was late). */
+  function removeOrphan(ownerId: string, id: string, attempt = 1): void {
+    store.delete(ownerId, id).catch((error: unknown) => {
+      o.onError(error);
+      if (attempt >= ORPHAN_DELETE_ATTEMPTS) return;
+      const delay = Math.min(1000 * 2 ** (attempt - 1), 30_000);
+      setTimeout(() => removeOrphan(ownerId, id, attempt + 1), delay).unref();
+    });
+  }
+
   function unavailable(cause: unknown): KeywardError {
     o.onError(cause);
     return new KeywardError('service_unavailable', { cause, retryAfter: 1 });
@@ -317,7 +336,7 @@ export function createKeyService(options: KeyServiceOptions) {
             // The caller was told the create failed, so nobody holds this raw key: remove
             // the row rather than leave a key that counts against the cap forever.
             (late) => {
-              if (late.ok) store.delete(ownerId, record.id).catch(o.onError);
+              if (late.ok) removeOrphan(ownerId, record.id);
             },
           );
           if (!result.ok) throw new KeywardError('key_limit_reached');

@@ -120,6 +120,13 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     }
   }
 
+  /** The guard's warm path: the cached key named by the header, with no promise; the
+   * caller falls back to `authenticate` on `undefined`. */
+  function authenticateCached(headers: HttpRequest['headers']): AuthenticatedKey | undefined {
+    const value = headers[headerName];
+    return typeof value === 'string' ? service.verifyCached(value.trim()) : undefined;
+  }
+
   function asKeywardError(error: unknown): KeywardError {
     if (isKeywardError(error)) return error;
     service.options.onError(error);
@@ -189,6 +196,8 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     owns: isUnderMount,
     /** The guard for the host's own routes. */
     authenticate,
+    /** The guard's synchronous cache hit; `undefined` means: call `authenticate`. */
+    authenticateCached,
     /** The shared error envelope for any error, with its status and headers. */
     errorResponse,
   };

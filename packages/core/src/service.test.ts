@@ -454,3 +454,29 @@ describe('key service: a create that lands after its timeout', () => {
     expect(inner.snapshot()).toEqual([]);
   });
 });
+
+describe('key service: verifyCached', () => {
+  it('answers only from the cache: undefined when cold, the key once verified, undefined again after revoke', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store });
+    const { rawKey, id } = await keys.create('acct_1', 'k');
+    expect(keys.verifyCached(rawKey)).toBeUndefined();
+    expect(calls.findByLookup).toBeUndefined();
+    await keys.verify(rawKey);
+    expect(keys.verifyCached(rawKey)).toMatchObject({ id, ownerId: 'acct_1' });
+    expect(keys.verifyCached(generateKey().rawKey)).toBeUndefined();
+    await keys.revoke('acct_1', id);
+    expect(keys.verifyCached(rawKey)).toBeUndefined();
+  });
+
+  it('notes the use, as verify does', async () => {
+    const keys = service({ lastUsedFlushIntervalMs: 60_000 });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    await keys.verify(rawKey);
+    await keys.flushLastUsed();
+    const before = (await keys.list('acct_1'))[0]?.lastUsedAt?.getTime() ?? 0;
+    await sleep(5);
+    keys.verifyCached(rawKey);
+    expect((await keys.list('acct_1'))[0]?.lastUsedAt?.getTime()).toBeGreaterThan(before);
+  });
+});

@@ -54,6 +54,11 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
   });
 
   const guard: RequestHandler = (req, res, next) => {
+    const cached = http.authenticateCached(req.headers);
+    if (cached) {
+      req.apiKey = cached;
+      return next();
+    }
     http.authenticate(req.headers).then((result) => {
       if (!result.ok) return send(res, http.errorResponse(result.error));
       req.apiKey = result.key;

@@ -43,6 +43,11 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
   // onRequest runs before Fastify reads any body: an unverified caller never gets its
   // body parsed.
   const requireApiKey: onRequestHookHandler = async (request, reply) => {
+    const cached = http.authenticateCached(request.headers);
+    if (cached) {
+      request.apiKey = cached;
+      return;
+    }
     const result = await http.authenticate(request.headers);
     if (!result.ok) return send(reply, http.errorResponse(result.error));
     request.apiKey = result.key;

@@ -3,29 +3,13 @@
  * crowding out cached traffic, the failure budget under a burst, and the hot path's own
  * guarantees (cached results are shared and frozen, lastUsedAt follows the service's clock).
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { generateKey, keyChecksum } from './key-format.js';
+import { describe, expect, it } from 'vitest';
+import { generateKey } from './key-format.js';
 import { LastUsedWriter } from './last-used.js';
 import { memoryStore } from './memory-store.js';
-import { createKeyService, type KeyService } from './service.js';
+import { createKeyService } from './service.js';
 import type { KeyStore, LastUsedUpdate } from './store.js';
-
-const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
-const services: KeyService[] = [];
-function service(options: Partial<Parameters<typeof createKeyService>[0]> = {}) {
-  const s = createKeyService({ store: memoryStore(), argon2: fastArgon2, ...options });
-  services.push(s);
-  return s;
-}
-afterEach(async () => {
-  await Promise.all(services.splice(0).map((s) => s.close().catch(() => {})));
-});
-
-function wrongSecretFor(rawKey: string): string {
-  const lookup = rawKey.slice(4, 16);
-  const secret = generateKey().rawKey.slice(16, 48);
-  return `rep_${lookup}${secret}${keyChecksum('rep', lookup, secret)}`;
-}
+import { service, wrongSecretFor } from './test-fixtures.js';
 
 async function timed<T>(work: Promise<T>): Promise<{ value: T; ms: number }> {
   const started = performance.now();

@@ -1,14 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { memoryBus } from './bus.js';
 import { KeywardError } from './errors.js';
-import { generateKey, keyChecksum } from './key-format.js';
+import { generateKey } from './key-format.js';
 import { LastUsedWriter } from './last-used.js';
 import { memoryStore } from './memory-store.js';
-import { createKeyService, type KeyService } from './service.js';
+import { createKeyService } from './service.js';
 import type { KeyStore } from './store.js';
-
-const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
+import { fastArgon2, service, wrongSecretFor } from './test-fixtures.js';
 
 /** Counts every call the service makes to its store. */
 function countingStore(inner: KeyStore = memoryStore()) {
@@ -24,22 +23,6 @@ function countingStore(inner: KeyStore = memoryStore()) {
     };
   }
   return { store, calls, inner };
-}
-
-const services: KeyService[] = [];
-function service(options: Partial<Parameters<typeof createKeyService>[0]> = {}) {
-  const s = createKeyService({ store: memoryStore(), argon2: fastArgon2, ...options });
-  services.push(s);
-  return s;
-}
-afterEach(async () => {
-  await Promise.all(services.splice(0).map((s) => s.close().catch(() => {})));
-});
-
-function wrongSecretFor(rawKey: string): string {
-  const lookup = rawKey.slice(4, 16);
-  const secret = generateKey().rawKey.slice(16, 48);
-  return `rep_${lookup}${secret}${keyChecksum('rep', lookup, secret)}`;
 }
 
 describe('key service: management', () => {

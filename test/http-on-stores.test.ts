@@ -12,6 +12,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import { describe } from 'vitest';
+import { redisEntries } from './support/redis-dump.js';
 import { startServer } from './support/servers.js';
 import { DATABASE_URL, postgresReachable, REDIS_URL, redisReachable } from './support/services.js';
 
@@ -63,22 +64,8 @@ describe.skipIf(!redis)('on the Redis server', () => {
       const keys = async () => client.keys(`${namespace}:*`);
       return {
         store: redisStore(client, { namespace }),
-        dump: async () => {
-          const lines: string[] = [];
-          for (const key of await keys()) {
-            const type = await client.type(key);
-            const value =
-              type === 'hash'
-                ? await client.hgetall(key)
-                : type === 'zset'
-                  ? await client.zrange(key, '0', '-1', 'WITHSCORES')
-                  : type === 'set'
-                    ? await client.smembers(key)
-                    : await client.get(key);
-            lines.push(`${key} ${JSON.stringify(value)}`);
-          }
-          return lines.join('\n');
-        },
+        dump: async () =>
+          (await redisEntries(client, `${namespace}:*`)).map((e) => e.join(' ')).join('\n'),
         close: async () => {
           const left = await keys();
           if (left.length > 0) await client.del(...left);

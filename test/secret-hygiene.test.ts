@@ -37,6 +37,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startExample } from './support/example-process.js';
 import { startPglite } from './support/pglite.js';
+import { redisEntries } from './support/redis-dump.js';
 import { startServer } from './support/servers.js';
 import { DATABASE_URL, postgresReachable, REDIS_URL, redisReachable } from './support/services.js';
 
@@ -296,22 +297,10 @@ function rowsAsEvidence(label: string, rows: unknown[]): Evidence[] {
 }
 
 async function redisAsEvidence(client: Redis, pattern: string): Promise<Evidence[]> {
-  const found: Evidence[] = [];
-  for (const key of await client.keys(pattern)) {
-    const type = await client.type(key);
-    const value =
-      type === 'hash'
-        ? await client.hgetall(key)
-        : type === 'zset'
-          ? await client.zrange(key, '0', '-1', 'WITHSCORES')
-          : type === 'set'
-            ? await client.smembers(key)
-            : type === 'list'
-              ? await client.lrange(key, 0, -1)
-              : await client.get(key);
-    found.push({ source: `store key ${key}`, text: `${key} ${JSON.stringify(value)}` });
-  }
-  return found;
+  return (await redisEntries(client, pattern)).map(([key, value]) => ({
+    source: `store key ${key}`,
+    text: `${key} ${value}`,
+  }));
 }
 
 const inProcessStores: Array<[string, boolean, () => Promise<InProcessStore>]> = [

@@ -237,6 +237,34 @@ describe('key service: verification path', () => {
   });
 });
 
+describe('key service: positive cache bound and order', () => {
+  it('holds at most cache.max keys: the least recently used one goes and costs a store read again', async () => {
+    const { store, calls } = countingStore();
+    const keys = service({ store, cache: { max: 2 } });
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => keys.create('acct_1', n)));
+    for (const key of [a, b, c]) expect((await keys.verify(key?.rawKey ?? '')).ok).toBe(true);
+    expect(keys.stats().cachedKeys).toBe(2);
+    expect(keys.verifyCached(a?.rawKey ?? '')).toBeUndefined();
+    expect(keys.verifyCached(c?.rawKey ?? '')?.id).toBe(c?.id);
+    const reads = calls.findByLookup;
+    expect((await keys.verify(a?.rawKey ?? '')).ok).toBe(true);
+    expect(calls.findByLookup).toBe((reads ?? 0) + 1);
+  });
+
+  it('a key in use keeps its place: hits refresh its LRU order (at most once a second)', async () => {
+    const keys = service({ cache: { max: 2 } });
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => keys.create('acct_1', n)));
+    await keys.verify(a?.rawKey ?? '');
+    await keys.verify(b?.rawKey ?? '');
+    await sleep(1_050);
+    // a was verified first, but is the one in use: b is the least recently used now.
+    expect(keys.verifyCached(a?.rawKey ?? '')?.id).toBe(a?.id);
+    await keys.verify(c?.rawKey ?? '');
+    expect(keys.verifyCached(a?.rawKey ?? '')?.id).toBe(a?.id);
+    expect(keys.verifyCached(b?.rawKey ?? '')).toBeUndefined();
+  });
+});
+
 describe('key service: invalidation', () => {
   it('revoke drops the key from the cache at once, on this instance', async () => {
     const keys = service();

@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { InvalidationEvent } from './bus.js';
+import { CoarseClock } from './coarse-clock.js';
 import { KeywardError } from './errors.js';
 import { hashKey, verifyKeyHash } from './hashing.js';
 import { BODY_LENGTH, generateKey, generateKeyId, parseKey } from './key-format.js';
@@ -44,11 +45,25 @@ export interface AuthenticatedKey {
 export type VerifyResult = VerifiedResult | { ok: false; reason: InvalidKeyReason };
 type VerifiedResult = { ok: true; key: AuthenticatedKey };
 
+/** A positive-cache entry: the result a hit returns (made once, so a hit allocates
+ * nothing), when it stops counting and when the LRU last heard of its use (both in
+ * `performance.now()` ms, the clock lru-cache's TTL runs on), and the last use passed to
+ * the lastUsedAt writer (epoch ms), so that a key hit many times in one millisecond is
+ * noted once. */
+interface CachedKey {
+  readonly result: VerifiedResult;
+  readonly expiresAt: number;
+  touchedAt: number;
+  usedAt: number;
+}
+
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
 /** Tries at removing a key whose create timed out but landed (backoff up to 30 s: about
  * five minutes in all). */
 const ORPHAN_DELETE_ATTEMPTS = 12;
+/** How often a hit in constant use moves its key up the LRU's order. */
+const RECENCY_REFRESH_MS = 1000;
 /** How many fresh ids and lookup parts to try when a store reports a collision. */
 const INSERT_ATTEMPTS = 3;
 
@@ -82,14 +97,25 @@ export function createKeyService(options: KeyServiceOptions) {
   );
 
   const keyLength = o.prefix.length + 1 + BODY_LENGTH;
-  // Key: SHA-256 of the raw key, so the cache holds no usable secret. Value: the result a
-  // hit returns, made once, so a hit allocates nothing but its promise.
+  // The positive cache, keyed by the SHA-256 of the raw key, so it holds no usable secret.
+  // lru-cache decides what is in it (the bound, the TTL, which entry goes first); `hot`
+  // holds the same entries for the hit path, which then costs one Map read next to its
+  // SHA-256. In a busy server an lru-cache read costs more than the SHA-256 itself
+  // (bench/README.md): it is left to the slow path, and to a refresh of the key's place in
+  // the LRU order once a second while the key is in use. `dispose` keeps the two equal.
   const digestById = new Map<string, string>();
-  const verified = new LRUCache<string, VerifiedResult>({
+  const hot = new Map<string, CachedKey>();
+  // Hits read the time from here, once per millisecond in all; a host's own `now` (tests,
+  // simulations) is asked every time.
+  const clock = new CoarseClock(o.nowMs);
+  const usedNow = options.now ? o.nowMs : () => clock.wall();
+  const verified = new LRUCache<string, CachedKey>({
     max: o.cacheMax,
     ttl: o.cacheTtlMs,
-    dispose: (result, digest) => {
-      if (digestById.get(result.key.id) === digest) digestById.delete(result.key.id);
+    dispose: (entry, digest) => {
+      if (hot.get(digest) === entry) hot.delete(digest);
+      const { id } = entry.result.key;
+      if (digestById.get(id) === digest) digestById.delete(id);
     },
   });
   const refused = new LRUCache<string, InvalidKeyReason>({
@@ -131,8 +157,30 @@ export function createKeyService(options: KeyServiceOptions) {
     await o.bus.publish(event).catch(o.onError);
   }
 
+  /** The cached result for a digest, if any, with its use noted: one Map read, and the
+   * LRU itself only for an expired entry (which goes) or a recency refresh. */
+  function cachedResult(digest: string): VerifiedResult | undefined {
+    const entry = hot.get(digest);
+    if (entry === undefined) return undefined;
+    const now = clock.monotonic();
+    if (now >= entry.expiresAt) {
+      verified.delete(digest);
+      return undefined;
+    }
+    if (now - entry.touchedAt >= RECENCY_REFRESH_MS) {
+      entry.touchedAt = now;
+      if (verified.get(digest) !== entry) return undefined;
+    }
+    const usedAt = usedNow();
+    if (usedAt !== entry.usedAt) {
+      entry.usedAt = usedAt;
+      lastUsed.record(entry.result.key.id, usedAt);
+    }
+    return entry.result;
+  }
+
   /**
-   * The guard's hot path. A cache hit costs one SHA-256 and one LRU read: the positive
+   * The guard's hot path. A cache hit costs one SHA-256 and one Map read: the positive
    * cache holds only keys that were parsed and verified, under the digest of the exact
    * string, so a hit needs no parse. Only the length is checked first, to keep headers of
    * any size out of the hash. Not `async`: a hit adds no promise layer of its own.
@@ -140,11 +188,8 @@ export function createKeyService(options: KeyServiceOptions) {
   function verify(rawKey: string): Promise<VerifyResult> {
     if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return refuseMalformed();
     const digest = digestOf(rawKey);
-    const hit = verified.get(digest);
-    if (hit !== undefined) {
-      lastUsed.record(hit.key.id, o.nowMs());
-      return Promise.resolve(hit);
-    }
+    const hit = cachedResult(digest);
+    if (hit !== undefined) return Promise.resolve(hit);
     return verifyUncached(rawKey, digest);
   }
 
@@ -153,10 +198,7 @@ export function createKeyService(options: KeyServiceOptions) {
    * warm request with no promise at all. */
   function verifyCached(rawKey: string): AuthenticatedKey | undefined {
     if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return undefined;
-    const hit = verified.get(digestOf(rawKey));
-    if (hit === undefined) return undefined;
-    lastUsed.record(hit.key.id, o.nowMs());
-    return hit.key;
+    return cachedResult(digestOf(rawKey))?.key;
   }
 
   async function verifyUncached(rawKey: string, digest: string): Promise<VerifyResult> {
@@ -226,7 +268,10 @@ export function createKeyService(options: KeyServiceOptions) {
     release(lookup, budget);
     const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
     if (epoch === startEpoch) {
-      verified.set(digest, result);
+      const now = performance.now();
+      const entry: CachedKey = { result, expiresAt: now + o.cacheTtlMs, touchedAt: now, usedAt: 0 };
+      verified.set(digest, entry);
+      hot.set(digest, entry);
       digestById.set(record.id, digest);
     }
     return result;

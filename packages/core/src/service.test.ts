@@ -251,6 +251,20 @@ describe('key service: positive cache bound and order', () => {
     expect(calls.findByLookup).toBe((reads ?? 0) + 1);
   });
 
+  it('each entry lives its own TTL: an evicted key cached again is not dropped on the old entry’s time', async () => {
+    const keys = service({ cache: { max: 1, ttlMs: 300 } });
+    const [a, b] = await Promise.all(['a', 'b'].map((n) => keys.create('acct_1', n)));
+    await keys.verify(a?.rawKey ?? '');
+    await keys.verify(b?.rawKey ?? ''); // evicts a
+    await sleep(150);
+    await keys.verify(a?.rawKey ?? ''); // a again, for 300 ms from now
+    await sleep(200); // past the first entry's time
+    expect(keys.verifyCached(a?.rawKey ?? '')?.id).toBe(a?.id);
+    await sleep(150); // past its own
+    expect(keys.verifyCached(a?.rawKey ?? '')).toBeUndefined();
+    expect(keys.stats().cachedKeys).toBe(0);
+  });
+
   it('a key in use keeps its place: hits refresh its LRU order (at most once a second)', async () => {
     const keys = service({ cache: { max: 2 } });
     const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => keys.create('acct_1', n)));

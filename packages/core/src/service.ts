@@ -2,7 +2,6 @@ import { hash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { InvalidationEvent } from './bus.js';
-import { CoarseClock } from './coarse-clock.js';
 import { KeywardError } from './errors.js';
 import { hashKey, verifyKeyHash } from './hashing.js';
 import { BODY_LENGTH, generateKey, generateKeyId, parseKey } from './key-format.js';
@@ -14,6 +13,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { PositiveCache } from './positive-cache.js';
 import { Semaphore } from './semaphore.js';
 import { KeyCollisionError, type StoredKey } from './store.js';
 
@@ -45,25 +45,11 @@ export interface AuthenticatedKey {
 export type VerifyResult = VerifiedResult | { ok: false; reason: InvalidKeyReason };
 type VerifiedResult = { ok: true; key: AuthenticatedKey };
 
-/** A positive-cache entry: the result a hit returns (made once, so a hit allocates
- * nothing), when it stops counting and when the LRU last heard of its use (both in
- * `performance.now()` ms, the clock lru-cache's TTL runs on), and the last use passed to
- * the lastUsedAt writer (epoch ms), so that a key hit many times in one millisecond is
- * noted once. */
-interface CachedKey {
-  readonly result: VerifiedResult;
-  readonly expiresAt: number;
-  touchedAt: number;
-  usedAt: number;
-}
-
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
 /** Tries at removing a key whose create timed out but landed (backoff up to 30 s: about
  * five minutes in all). */
 const ORPHAN_DELETE_ATTEMPTS = 12;
-/** How often a hit in constant use moves its key up the LRU's order. */
-const RECENCY_REFRESH_MS = 1000;
 /** How many fresh ids and lookup parts to try when a store reports a collision. */
 const INSERT_ATTEMPTS = 3;
 
@@ -97,26 +83,12 @@ export function createKeyService(options: KeyServiceOptions) {
   );
 
   const keyLength = o.prefix.length + 1 + BODY_LENGTH;
-  // The positive cache, keyed by the SHA-256 of the raw key, so it holds no usable secret.
-  // lru-cache decides what is in it (the bound, the TTL, which entry goes first); `hot`
-  // holds the same entries for the hit path, which then costs one Map read next to its
-  // SHA-256. In a busy server an lru-cache read costs more than the SHA-256 itself
-  // (bench/README.md): it is left to the slow path, and to a refresh of the key's place in
-  // the LRU order once a second while the key is in use. `dispose` keeps the two equal.
-  const digestById = new Map<string, string>();
-  const hot = new Map<string, CachedKey>();
-  // Hits read the time from here, once per millisecond in all; a host's own `now` (tests,
-  // simulations) is asked every time.
-  const clock = new CoarseClock(o.nowMs);
-  const usedNow = options.now ? o.nowMs : () => clock.wall();
-  const verified = new LRUCache<string, CachedKey>({
+  // Keyed by the SHA-256 of the raw key, so it holds no usable secret. Its values are the
+  // results a hit returns, made once, so a hit allocates nothing.
+  const verified = new PositiveCache<VerifiedResult>({
     max: o.cacheMax,
-    ttl: o.cacheTtlMs,
-    dispose: (entry, digest) => {
-      if (hot.get(digest) === entry) hot.delete(digest);
-      const { id } = entry.result.key;
-      if (digestById.get(id) === digest) digestById.delete(id);
-    },
+    ttlMs: o.cacheTtlMs,
+    onUse: (id, at) => lastUsed.record(id, at),
   });
   const refused = new LRUCache<string, InvalidKeyReason>({
     max: o.negativeCacheMax,
@@ -136,8 +108,7 @@ export function createKeyService(options: KeyServiceOptions) {
   function invalidateLocally(keyId: string): void {
     epoch++;
     inFlight.clear();
-    const digest = digestById.get(keyId);
-    if (digest !== undefined) verified.delete(digest);
+    verified.deleteKey(keyId);
   }
 
   const subscription = o.bus
@@ -157,28 +128,6 @@ export function createKeyService(options: KeyServiceOptions) {
     await o.bus.publish(event).catch(o.onError);
   }
 
-  /** The cached result for a digest, if any, with its use noted: one Map read, and the
-   * LRU itself only for an expired entry (which goes) or a recency refresh. */
-  function cachedResult(digest: string): VerifiedResult | undefined {
-    const entry = hot.get(digest);
-    if (entry === undefined) return undefined;
-    const now = clock.monotonic();
-    if (now >= entry.expiresAt) {
-      verified.delete(digest);
-      return undefined;
-    }
-    if (now - entry.touchedAt >= RECENCY_REFRESH_MS) {
-      entry.touchedAt = now;
-      if (verified.get(digest) !== entry) return undefined;
-    }
-    const usedAt = usedNow();
-    if (usedAt !== entry.usedAt) {
-      entry.usedAt = usedAt;
-      lastUsed.record(entry.result.key.id, usedAt);
-    }
-    return entry.result;
-  }
-
   /**
    * The guard's hot path. A cache hit costs one SHA-256 and one Map read: the positive
    * cache holds only keys that were parsed and verified, under the digest of the exact
@@ -188,7 +137,7 @@ export function createKeyService(options: KeyServiceOptions) {
   function verify(rawKey: string): Promise<VerifyResult> {
     if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return refuseMalformed();
     const digest = digestOf(rawKey);
-    const hit = cachedResult(digest);
+    const hit = verified.get(digest, o.nowMs());
     if (hit !== undefined) return Promise.resolve(hit);
     return verifyUncached(rawKey, digest);
   }
@@ -198,7 +147,7 @@ export function createKeyService(options: KeyServiceOptions) {
    * warm request with no promise at all. */
   function verifyCached(rawKey: string): AuthenticatedKey | undefined {
     if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return undefined;
-    return cachedResult(digestOf(rawKey))?.key;
+    return verified.get(digestOf(rawKey), o.nowMs())?.key;
   }
 
   async function verifyUncached(rawKey: string, digest: string): Promise<VerifyResult> {
@@ -267,13 +216,7 @@ export function createKeyService(options: KeyServiceOptions) {
     }
     release(lookup, budget);
     const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
-    if (epoch === startEpoch) {
-      const now = performance.now();
-      const entry: CachedKey = { result, expiresAt: now + o.cacheTtlMs, touchedAt: now, usedAt: 0 };
-      verified.set(digest, entry);
-      hot.set(digest, entry);
-      digestById.set(record.id, digest);
-    }
+    if (epoch === startEpoch) verified.set(digest, result, o.nowMs());
     return result;
   }
 
@@ -460,6 +403,7 @@ export function createKeyService(options: KeyServiceOptions) {
     /** Stops the flush timer and the bus subscription and writes what is pending.
      * Rejects if that last write fails, so the host knows it was not saved. */
     async close(): Promise<void> {
+      verified.close();
       const unsubscribe = await subscription;
       await unsubscribe?.();
       await lastUsed.close();

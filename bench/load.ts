@@ -12,6 +12,10 @@ export interface LoadSpec {
   connections: number;
   /** Run for this long (seconds)... */
   durationS?: number;
+  /** ...after this long (seconds) of the same load that is not counted: autocannon opens
+   * its connections together, and the first second or so runs at a fraction of the
+   * steady rate, by a different fraction each time. Only with `durationS`. */
+  settleS?: number;
   /** ...or send exactly this many requests. */
   amount?: number;
   /** The `X-API-Key` to send: none, a fixed one, or a fresh one per request. */
@@ -35,8 +39,8 @@ export interface LoadResult {
   seconds: number;
 }
 
-/** Runs the loads side by side; counts only responses within the first `durationS`
- * seconds, since autocannon stops on its next 1 s tick and the loads would not end
+/** Runs the loads side by side; counts only responses within `durationS` seconds after
+ * the first `settleS`, since autocannon stops on its next tick and the loads would not end
  * together. */
 export async function runLoads(specs: readonly LoadSpec[]): Promise<LoadResult[]> {
   const started = performance.now();
@@ -51,6 +55,7 @@ async function runLoad(spec: LoadSpec, started: number): Promise<LoadResult> {
     request.setupRequest = (req) => ({ ...req, headers: { 'x-api-key': nextKey() } });
   }
   const windowMs = spec.durationS === undefined ? Number.POSITIVE_INFINITY : spec.durationS * 1000;
+  const settleMs = spec.durationS === undefined ? 0 : (spec.settleS ?? 0) * 1000;
   const latencies: number[] = [];
   const statuses: Record<number, number> = {};
   let responses = 0;
@@ -59,7 +64,9 @@ async function runLoad(spec: LoadSpec, started: number): Promise<LoadResult> {
   const instance = autocannon({
     url: spec.url,
     connections: spec.connections,
-    ...(spec.amount === undefined ? { duration: spec.durationS ?? 1 } : { amount: spec.amount }),
+    ...(spec.amount === undefined
+      ? { duration: (spec.durationS ?? 1) + settleMs / 1000 }
+      : { amount: spec.amount }),
     timeout: 30,
     // autocannon stops at its first sample after the duration: sample often, stop on time.
     sampleInt: 100,
@@ -68,7 +75,7 @@ async function runLoad(spec: LoadSpec, started: number): Promise<LoadResult> {
   instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
     total++;
     const now = performance.now();
-    if (now - started > windowMs) return;
+    if (now - started < settleMs || now - started > settleMs + windowMs) return;
     last = now;
     responses++;
     statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;

@@ -255,16 +255,19 @@ async function runPass(
       .reduce((sum, [, n]) => sum + n, 0),
   });
 
-  // The warm scenarios take turns, `rounds` times: unguarded, ideal, guarded-warm,
-  // unguarded, ... Each round's ratios are against that round's unguarded, and each round
-  // is a sample of its own: a run of autocannon settles at a rate that differs from the
-  // next run's by ±10% here, whatever is measured, so more and shorter runs give a better
+  // The warm scenarios take turns, `rounds` times: unguarded, then ideal and guarded-warm,
+  // in one order in even rounds and the other in odd ones, so neither always follows the
+  // other. Each round's ratios are against that round's unguarded, and each round is a
+  // sample of its own: a run of autocannon settles at a rate that differs from the next
+  // run's by ±10% here, whatever is measured, so more and shorter runs give a better
   // median than one long one.
   let unguarded = Number.NaN;
   const roundS = durationS / settings.rounds;
-  const warmTrio = scenarios.filter((s) => WARM_SCENARIOS.includes(s));
+  const warmTrio = WARM_SCENARIOS.filter((s) => scenarios.includes(s));
   for (let round = 0; round < settings.rounds; round++) {
-    for (const scenario of warmTrio) {
+    const [first, ...rest] = warmTrio;
+    const order = round % 2 === 0 ? warmTrio : [first as Scenario, ...rest.reverse()];
+    for (const scenario of order) {
       const path = { unguarded: '/hello', ideal: '/ideal' }[scenario as string] ?? '/guarded';
       const key = scenario === 'unguarded' ? undefined : warmKey;
       const m = await measure([{ url, path, connections, durationS: roundS, key }]);

@@ -34,6 +34,7 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
   #due: Entry<R>[] = [];
   #head = 0;
   #timer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(
     private readonly options: {
@@ -71,6 +72,8 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
   }
 
   set(digest: string, result: R, now: number): void {
+    // A verification that finishes after close() caches nothing: no timer would expire it.
+    if (this.#closed) return;
     const entry: Entry<R> = {
       digest,
       result,
@@ -82,6 +85,7 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     this.#hot.set(digest, entry);
     this.#digestById.set(result.key.id, digest);
     this.#due.push(entry);
+    this.#compact();
     this.#armTimer();
   }
 
@@ -95,10 +99,38 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     return this.#lru.size;
   }
 
-  /** Stops the expiry timer (the entries stay, as the host may still read them). */
+  /** Entries waiting in the expiry queue, dropped ones included (for tests). */
+  get queued(): number {
+    return this.#due.length - this.#head;
+  }
+
+  /** Empties the cache and stops the expiry timer. With no timer, nothing would expire: a
+   * closed service's guard verifies every key afresh (and fails closed once its store is
+   * gone) instead of accepting cached ones for ever. */
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#lru.clear();
+    this.#due = [];
+    this.#head = 0;
+  }
+
+  /** Keeps the queue near the cache's own size: its spent front goes once it is most of the
+   * array, and entries already dropped (evicted, revoked) go once they outnumber the live
+   * ones, so churn under a long TTL cannot pile them up. Both keep the order. */
+  #compact(): void {
+    if (this.#head === this.#due.length) {
+      this.#due = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#due.length) {
+      this.#due = this.#due.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#due.length - this.#head > 2 * this.#lru.size + 1024) {
+      this.#due = this.#due.slice(this.#head).filter((e) => this.#hot.get(e.digest) === e);
+      this.#head = 0;
+    }
   }
 
   #armTimer(): void {
@@ -118,11 +150,7 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
       if (this.#hot.get(next.digest) === next) this.#lru.delete(next.digest);
       next = this.#due[++this.#head];
     }
-    // The queue's front is spent: let it go once it is most of the array.
-    if (this.#head > 1024 && this.#head * 2 > this.#due.length) {
-      this.#due = this.#due.slice(this.#head);
-      this.#head = 0;
-    }
+    this.#compact();
     this.#armTimer();
   }
 }

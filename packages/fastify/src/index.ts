@@ -51,15 +51,25 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
       done();
       return;
     }
-    http.authenticate(request.headers).then((result) => {
-      if (!result.ok) {
-        // Answering without calling done() ends the request here.
-        send(reply, http.errorResponse(result.error));
-        return;
-      }
-      request.apiKey = result.key;
-      done();
-    }, done);
+    let continued = false;
+    http
+      .authenticate(request.headers)
+      .then((result) => {
+        if (!result.ok) {
+          // Answering without calling done() ends the request here.
+          send(reply, http.errorResponse(result.error));
+          return;
+        }
+        request.apiKey = result.key;
+        continued = true;
+        done();
+      })
+      .catch((error: Error) => {
+        // Whatever threw (a host's onError, the reply), the request gets an answer once: from
+        // Fastify's error handler if it is still ours, else the error is only logged.
+        if (!continued && !reply.sent) done(error);
+        else request.log.error(error);
+      });
   };
   fastify.decorateRequest('apiKey', null);
   fastify.decorate('requireApiKey', requireApiKey);

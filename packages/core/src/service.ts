@@ -400,8 +400,9 @@ export function createKeyService(options: KeyServiceOptions) {
       return lastUsed.flush();
     },
 
-    /** Stops the flush timer and the bus subscription and writes what is pending.
-     * Rejects if that last write fails, so the host knows it was not saved. */
+    /** Empties the key cache (nothing would expire it any more), stops the flush timer and
+     * the bus subscription, and writes what is pending. Rejects if that last write fails,
+     * so the host knows it was not saved. */
     async close(): Promise<void> {
       verified.close();
       const unsubscribe = await subscription;

@@ -53,7 +53,10 @@ const FLOOD_WRONG_SECRET_CONNECTIONS = 50;
 const ARGON2_SAMPLES = 8;
 
 type Scenario = 'unguarded' | 'ideal' | 'guarded-warm' | 'flood-solo' | 'flood' | 'cold';
-const WARM_SCENARIOS: readonly Scenario[] = ['unguarded', 'ideal', 'guarded-warm'];
+/** The scenarios that take turns in rounds, and the route each one loads. */
+const WARM_PATHS = { unguarded: '/hello', ideal: '/ideal', 'guarded-warm': '/guarded' } as const;
+type WarmScenario = keyof typeof WARM_PATHS;
+const isWarm = (s: Scenario): s is WarmScenario => s in WARM_PATHS;
 const SCENARIOS: readonly Scenario[] = [
   'unguarded',
   'ideal',
@@ -263,12 +266,12 @@ async function runPass(
   // median than one long one.
   let unguarded = Number.NaN;
   const roundS = durationS / settings.rounds;
-  const warmTrio = WARM_SCENARIOS.filter((s) => scenarios.includes(s));
+  const [baseline, ...guards] = scenarios.filter(isWarm); // unguarded comes first
   for (let round = 0; round < settings.rounds; round++) {
-    const [first, ...rest] = warmTrio;
-    const order = round % 2 === 0 ? warmTrio : [first as Scenario, ...rest.reverse()];
+    const order = [baseline, ...(round % 2 === 0 ? guards : [...guards].reverse())];
     for (const scenario of order) {
-      const path = { unguarded: '/hello', ideal: '/ideal' }[scenario as string] ?? '/guarded';
+      if (scenario === undefined) continue;
+      const path = WARM_PATHS[scenario];
       const key = scenario === 'unguarded' ? undefined : warmKey;
       const m = await measure([{ url, path, connections, durationS: roundS, key }]);
       const [result] = m.results as [LoadResult];
@@ -280,10 +283,6 @@ async function runPass(
   let solo = Number.NaN;
   for (const scenario of scenarios) {
     switch (scenario) {
-      case 'unguarded':
-      case 'ideal':
-      case 'guarded-warm':
-        break;
       case 'flood-solo': {
         const m = await measure([
           { url, path: '/guarded', connections: FLOOD_VALID_CONNECTIONS, durationS, key: warmKey },

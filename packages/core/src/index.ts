@@ -13,7 +13,14 @@ export {
   isKeywardError,
   KeywardError,
 } from './errors.js';
-export { type Argon2Options, hashKey, OWASP_ARGON2, verifyKeyHash } from './hashing.js';
+export {
+  ARGON2_CHANNEL,
+  type Argon2Event,
+  type Argon2Options,
+  hashKey,
+  OWASP_ARGON2,
+  verifyKeyHash,
+} from './hashing.js';
 export {
   createHttpHandler,
   type HttpHandler,

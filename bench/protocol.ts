@@ -38,6 +38,7 @@ export interface ProbeReport {
 export type Request =
   | { id: number; op: 'seed'; records: StoredKey[] }
   | { id: number; op: 'argon2-times'; samples: number }
+  | { id: number; op: 'argon2-in-requests' }
   | { id: number; op: 'probe-start' }
   | { id: number; op: 'probe-stop' }
   | { id: number; op: 'close' };

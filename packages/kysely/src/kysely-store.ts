@@ -5,7 +5,7 @@ import {
   type LastUsedUpdate,
   type StoredKey,
 } from '@keyward/core';
-import { type Kysely, sql } from 'kysely';
+import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import {
   type AnyKysely,
   KEY_COLUMNS,
@@ -30,6 +30,13 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
   const { table } = names;
   const q = db.withoutPlugins() as Kysely<KeywardTables>;
   const t = sql.table(table);
+  // The cold path's one read, built and compiled once: per call, that cost about 0.15 of the
+  // 0.7 ms the read took here right after an argon2 verify. Only the parameter changes.
+  const findByLookupQuery = q
+    .selectFrom(table)
+    .select(KEY_COLUMNS)
+    .where('lookup', '=', '')
+    .compile();
 
   const inTransaction = <T>(work: (trx: Kysely<KeywardTables>) => Promise<T>): Promise<T> => {
     // A host's transaction is used as is; the lock then lasts until the host commits.
@@ -67,11 +74,9 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     },
 
     async findByLookup(lookup) {
-      const row = await q
-        .selectFrom(table)
-        .select(KEY_COLUMNS)
-        .where('lookup', '=', lookup)
-        .executeTakeFirst();
+      const query: CompiledQuery<KeyRow> = { ...findByLookupQuery, parameters: [lookup] };
+      const { rows } = await q.executeQuery(query);
+      const [row] = rows;
       return row ? toStoredKey(row) : null;
     },
 

@@ -126,7 +126,6 @@ process.once('SIGINT', () => {
 
 async function main(): Promise<void> {
   const samples = new Map<string, Sample[]>();
-  const passKeys = settings.coldKeys;
   console.log(
     `keyward bench: ${settings.passes} pass(es) of ${settings.durationS} s per scenario (after ${settings.settleS} s not counted), ` +
       `${settings.connections} connections; stores ${settings.stores.join(', ')}; ` +
@@ -137,13 +136,13 @@ async function main(): Promise<void> {
   );
   // Per pass: its own cold keys, so each is first-seen, and its own flood target, so each
   // pass starts with a fresh failure budget. All share the default argon2 parameters.
-  const keys = await makeKeys(1 + settings.passes * (1 + passKeys), OWASP_ARGON2);
+  const keys = await makeKeys(1 + settings.passes * (1 + settings.coldKeys), OWASP_ARGON2);
   const warm = keys[0] as BenchKey;
   const perPass = Array.from({ length: settings.passes }, (_, pass) => {
-    const start = 1 + pass * (1 + passKeys);
+    const start = 1 + pass * (1 + settings.coldKeys);
     return {
       floodTarget: keys[start] as BenchKey,
-      cold: keys.slice(start + 1, start + 1 + passKeys),
+      cold: keys.slice(start + 1, start + 1 + settings.coldKeys),
     };
   });
 

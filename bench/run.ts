@@ -356,7 +356,7 @@ function summarize(samples: Map<string, Sample[]>): Row[] {
       store,
       scenario,
       reqPerSec: Math.round(median(list.map((s) => s.reqPerSec))),
-      p50Ms: round(cold.length ? percentile(cold, 50) : median(list.map((s) => s.p50Ms)), 3),
+      p50Ms: round(cold.length ? median([...cold]) : median(list.map((s) => s.p50Ms)), 3),
       p99Ms: round(cold.length ? percentile(cold, 99) : median(list.map((s) => s.p99Ms)), 3),
       ratio: round(median(list.map((s) => s.ratio)), 3),
     });
@@ -404,7 +404,8 @@ function printTable(rows: Row[], samples: Map<string, Sample[]>): void {
   );
   console.log(
     'gen cpu / srv cpu = load generator / server CPU time ÷ wall time (1.00 = one core); ' +
-      'srv µs/req = server CPU per response, all loads of the measurement together\n',
+      'srv µs/req = server CPU per response, all loads of the measurement together ' +
+      '(cold: with the reference verify before each request)\n',
   );
   console.log(format(header));
   console.log(
@@ -436,27 +437,32 @@ function printAcceptance(rows: Row[], samples: Map<string, Sample[]>): string[] 
     const list = samples.get(`${row.framework}/${row.store}/cold`) ?? [];
     const keys = list.reduce((n, s) => n + (s.cold?.latencies.length ?? 0), 0);
     const inRequests = list.flatMap((s) => s.cold?.inRequests ?? []);
+    // One verify per request in every pass, or the pairs below would not line up.
+    const paired = list.every((s) => s.cold?.inRequests.length === s.cold?.latencies.length);
     const argon2 = median(inRequests);
     const alone = median(list.flatMap((s) => s.cold?.argon2 ?? []));
     // Request by request, its round trip minus its own verify: what keyward, HTTP and the
     // store add. Steadier than a difference of medians, since one verify's time is bimodal.
-    const added = median(
-      list.flatMap((s) =>
-        s.cold && s.cold.inRequests.length === s.cold.latencies.length
-          ? s.cold.latencies.map((ms, i) => ms - (s.cold?.inRequests[i] ?? Number.NaN))
-          : [],
-      ),
-    );
+    const added = paired
+      ? median(
+          list.flatMap(
+            (s) =>
+              s.cold?.latencies.map((ms, i) => ms - (s.cold?.inRequests[i] ?? Number.NaN)) ?? [],
+          ),
+        )
+      : Number.NaN;
     const what = `${row.framework}/${row.store} cold`;
     const non2xx = list.reduce((sum, s) => sum + s.non2xx, 0);
-    // The budget is for what keyward adds around argon2: against the verifications these
-    // very requests ran. The reference alone is shown too (see cold.ts for why they differ).
-    const ok = row.p50Ms <= argon2 + 2 && non2xx === 0 && inRequests.length === keys;
+    // The issue's check, p50 ≤ verify median + 2 ms, with the verifications these very
+    // requests ran as the median; the reference alone is shown too (cold.ts says why they
+    // differ), and so is the paired figure.
+    const ok = row.p50Ms <= argon2 + 2 && non2xx === 0 && paired;
     console.log(
       `  ${verdict(ok, what)} cold       ${what.padEnd(24)} p50 ${row.p50Ms.toFixed(2)} ms vs argon2id verify median ${argon2.toFixed(2)} ms + 2 ms ` +
         `(the ${inRequests.length} verifications inside the ${keys} requests; each request added ${added.toFixed(2)} ms to its own verify, median; ` +
         `a verify alone, between them: ${alone.toFixed(2)} ms, p50 ${signed(row.p50Ms - alone)} ms)` +
-        (non2xx ? ` (${non2xx} non-2xx!)` : ''),
+        (non2xx ? ` (${non2xx} non-2xx!)` : '') +
+        (paired ? '' : ' (not one verify per request in every pass!)'),
     );
   }
   for (const row of rows.filter((r) => r.scenario === 'flood')) {

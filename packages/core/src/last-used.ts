@@ -1,3 +1,4 @@
+import { withDeadline } from './deadline.js';
 import type { KeyStore, LastUsedUpdate } from './store.js';
 
 /**
@@ -80,22 +81,12 @@ export class LastUsedWriter {
     this.#pending = new Map();
     const batch: LastUsedUpdate[] = [];
     for (const [id, ms] of this.#inFlight) batch.push({ id, lastUsedAt: new Date(ms) });
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        this.store.recordLastUsed(batch),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`lastUsedAt write timed out after ${this.writeTimeoutMs} ms`)),
-            this.writeTimeoutMs,
-          );
-        }),
-      ]);
+      await withDeadline(this.store.recordLastUsed(batch), this.writeTimeoutMs, 'lastUsedAt write');
     } catch (error) {
       for (const [id, ms] of this.#inFlight) this.record(id, ms);
       throw error;
     } finally {
-      clearTimeout(timer);
       this.#inFlight = new Map();
     }
   }

@@ -203,6 +203,23 @@ describe('key service: verification path', () => {
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
+  it('a store method that throws instead of rejecting also answers service_unavailable', async () => {
+    const inner = memoryStore();
+    const broken = new Error('store bug');
+    const store: KeyStore = {
+      ...inner,
+      findByLookup: () => {
+        throw broken;
+      },
+    };
+    const keys = service({ store });
+    const { rawKey } = await keys.create('acct_1', 'k');
+    await expect(keys.verify(rawKey)).rejects.toMatchObject({
+      code: 'service_unavailable',
+      cause: broken,
+    });
+  });
+
   it('an insert that lands after its timeout is removed, so no key nobody holds is left', async () => {
     const inner = memoryStore();
     const store: KeyStore = {

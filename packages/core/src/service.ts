@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { InvalidationEvent } from './bus.js';
+import { withDeadline } from './deadline.js';
 import { KeywardError } from './errors.js';
 import { hashKey, verifyKeyHash } from './hashing.js';
 import { BODY_LENGTH, generateKey, generateKeyId, parseKey } from './key-format.js';
@@ -247,27 +248,13 @@ export function createKeyService(options: KeyServiceOptions) {
   /** Runs a store call with a deadline; any failure becomes `service_unavailable`, with
    * the store's own error kept as `cause` for `onError` and out of every response. */
   function callStore<T>(call: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(unavailable(new Error(`store call timed out after ${o.storeTimeoutMs} ms`)));
-      }, o.storeTimeoutMs);
-      call().then(
-        (value) => {
-          clearTimeout(timer);
-          if (settled) onLateResult?.(value);
-          else resolve(value);
-          settled = true;
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          if (settled) return;
-          settled = true;
-          reject(error instanceof KeyCollisionError ? error : unavailable(error));
-        },
-      );
-    });
+    // A store method that throws instead of rejecting fails the same way.
+    const work = new Promise<T>((resolve) => resolve(call()));
+    return withDeadline(work, o.storeTimeoutMs, 'store call', onLateResult).catch(
+      (error: unknown) => {
+        throw error instanceof KeyCollisionError ? error : unavailable(error);
+      },
+    );
   }
 
   /** Deletes a key whose create was reported as failed, retrying with backoff while the

@@ -252,7 +252,7 @@ async function runScenario(adapter: Adapter, open: () => Promise<StoreUnderFault
   };
   const service = createKeyService({
     store,
-    argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+    argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
     storeTimeoutMs: STORE_TIMEOUT_MS,
     lastUsedFlushIntervalMs: 200,
     onError: (error) => serviceErrors.push(error),

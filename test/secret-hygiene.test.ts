@@ -450,7 +450,7 @@ async function runBothAdapters(target: InProcessStore, evidence: Evidence[]): Pr
       store,
       bus: target.bus,
       maxKeysPerOwner: CAP,
-      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
       lastUsedFlushIntervalMs: 50,
       onError: (error) => {
         evidence.push({

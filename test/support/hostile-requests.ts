@@ -840,15 +840,17 @@ export function bodyVerdict(wire: WireRequest): ErrorCode | 'ok' {
   return isAcceptableName(name) ? 'ok' : 'invalid_request';
 }
 
-/** DESIGN.md: a string; trimmed, not empty, at most 100 code points, no control characters
- * (and, as Unicode text, no lone surrogate). */
+/** A string; trimmed, not empty, at most 100 code points, no control characters, no format
+ * characters or line/paragraph separators, at least one visible character (and, as Unicode
+ * text, no lone surrogate). */
 function isAcceptableName(name: unknown): boolean {
   if (typeof name !== 'string') return false;
   const trimmed = name.trim();
   return (
     trimmed !== '' &&
     trimmed.isWellFormed() &&
-    !/\p{Cc}/u.test(trimmed) &&
+    !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(trimmed) &&
+    /[\p{L}\p{N}\p{P}\p{S}]/u.test(trimmed.replace(/[\u115F\u1160\u2800\u3164\uFFA0]/gu, '')) &&
     [...trimmed].length <= 100
   );
 }

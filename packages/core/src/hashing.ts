@@ -22,6 +22,45 @@ export const OWASP_ARGON2: Required<Argon2Options> = {
   parallelism: 1,
 };
 
+/** OWASP's Password Storage Cheat Sheet lists five equally strong argon2id settings
+ * (memory in KiB, iterations), all with one lane; a setting is strong enough when it meets
+ * one of them in both memory and iterations. */
+const OWASP_MINIMUMS: ReadonlyArray<readonly [memoryCost: number, timeCost: number]> = [
+  [47104, 1],
+  [19456, 2],
+  [12288, 3],
+  [9216, 4],
+  [7168, 5],
+];
+
+/** Fills in OWASP's defaults and refuses a setting below OWASP's minimums, or one argon2
+ * cannot run, with a message that says what would do. `allowWeak` (tests only) skips the
+ * strength check but not the sanity checks. */
+export function resolveArgon2Options(
+  options: Argon2Options = {},
+  allowWeak = false,
+): Required<Argon2Options> {
+  const resolved = { ...OWASP_ARGON2, ...options };
+  for (const field of ['memoryCost', 'timeCost', 'parallelism'] as const) {
+    const value = resolved[field];
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new TypeError(`keyward: \`argon2.${field}\` must be a positive integer; got ${value}.`);
+    }
+  }
+  if (resolved.memoryCost < 8 * resolved.parallelism) {
+    throw new TypeError('keyward: `argon2.memoryCost` must be at least 8 KiB per lane.');
+  }
+  const strong = OWASP_MINIMUMS.some(
+    ([memoryCost, timeCost]) => resolved.memoryCost >= memoryCost && resolved.timeCost >= timeCost,
+  );
+  if (!strong && !allowWeak) {
+    throw new TypeError(
+      `keyward: argon2id with memoryCost ${resolved.memoryCost} KiB and timeCost ${resolved.timeCost} is below OWASP's minimums (for example memoryCost 19456 with timeCost 2, or 47104 with 1). Use stronger settings, or set \`argon2.allowWeakParameters: true\` in tests only.`,
+    );
+  }
+  return resolved;
+}
+
 /** The `node:diagnostics_channel` name on which every argon2id hash and verify is announced
  * once it has finished, as an {@link Argon2Event}: what argon2 costs on the host's own
  * hardware, to tune {@link Argon2Options} by. Nothing is measured while nobody listens. */
@@ -52,8 +91,10 @@ async function announced<T>(
 }
 
 export function hashKey(rawKey: string, options: Argon2Options = {}): Promise<string> {
+  // Only the three cost fields reach argon2, whatever else the caller's object holds.
+  const { memoryCost, timeCost, parallelism } = { ...OWASP_ARGON2, ...options };
   return announced('hash', () =>
-    hash(rawKey, { ...OWASP_ARGON2, ...options, algorithm: ARGON2ID }),
+    hash(rawKey, { memoryCost, timeCost, parallelism, algorithm: ARGON2ID }),
   );
 }
 

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { InvalidationBus } from './bus.js';
-import { type Argon2Options, OWASP_ARGON2 } from './hashing.js';
+import { type Argon2Options, resolveArgon2Options } from './hashing.js';
 import { DEFAULT_KEY_PREFIX, isValidKeyPrefix } from './key-format.js';
 import type { KeyStore } from './store.js';
 
@@ -16,8 +16,14 @@ export interface KeyServiceOptions {
   prefix?: string;
   /** Most keys one account may hold. @default 100 */
   maxKeysPerOwner?: number;
-  /** argon2id cost. @default OWASP: { memoryCost: 19456, timeCost: 2, parallelism: 1 } */
-  argon2?: Argon2Options;
+  /** argon2id cost. Settings below OWASP's minimums are refused unless
+   * `allowWeakParameters` is set, which is for tests only.
+   * @default OWASP: { memoryCost: 19456, timeCost: 2, parallelism: 1 } */
+  argon2?: Argon2Options & {
+    /** Accepts settings below OWASP's minimums (fast tests). Never in production.
+     * @default false */
+    allowWeakParameters?: boolean;
+  };
   /** Verified keys kept in memory, so a warm request touches neither store nor argon2. */
   cache?: {
     /** Most keys held. @default 10000 */
@@ -89,7 +95,7 @@ export function resolveOptions(options: KeyServiceOptions) {
     store: options.store,
     prefix,
     maxKeysPerOwner: positiveInt('maxKeysPerOwner', options.maxKeysPerOwner, 100),
-    argon2: { ...OWASP_ARGON2, ...options.argon2 },
+    argon2: argon2Settings(options.argon2),
     cacheMax: positiveInt('cache.max', options.cache?.max, 10_000),
     cacheTtlMs: positiveInt('cache.ttlMs', options.cache?.ttlMs, 60_000),
     negativeCacheMax: positiveInt('negativeCache.max', options.negativeCache?.max, 10_000),
@@ -141,4 +147,9 @@ function nonNegativeInt(name: string, value: number | undefined, fallback: numbe
     throw new TypeError(`keyward: \`${name}\` must be a whole number ≥ 0; got ${value}.`);
   }
   return value;
+}
+
+function argon2Settings(options: KeyServiceOptions['argon2']): Required<Argon2Options> {
+  const { allowWeakParameters = false, ...cost } = options ?? {};
+  return resolveArgon2Options(cost, allowWeakParameters === true);
 }

@@ -77,6 +77,47 @@ describe('key service: management', () => {
     expect(() => createKeyService({} as never)).toThrow(/store/);
   });
 
+  it('refuses argon2 settings below OWASP minimums unless allowWeakParameters is set', async () => {
+    const weak = { memoryCost: 8, timeCost: 1, parallelism: 1 };
+    expect(() => createKeyService({ store: memoryStore(), argon2: weak })).toThrow(
+      /below OWASP's minimums.*allowWeakParameters/,
+    );
+    // One short of each listed minimum is refused; each minimum itself is accepted.
+    for (const [memoryCost, timeCost] of [
+      [47104, 1],
+      [19456, 2],
+      [12288, 3],
+      [9216, 4],
+      [7168, 5],
+    ] as const) {
+      expect(() =>
+        createKeyService({
+          store: memoryStore(),
+          argon2: { memoryCost: memoryCost - 1, timeCost },
+        }),
+      ).toThrow(/below OWASP/);
+      expect(() =>
+        createKeyService({ store: memoryStore(), argon2: { memoryCost, timeCost } }),
+      ).not.toThrow();
+    }
+    expect(() =>
+      createKeyService({
+        store: memoryStore(),
+        argon2: { timeCost: 0, allowWeakParameters: true },
+      }),
+    ).toThrow(/argon2.timeCost. must be a positive integer/);
+    expect(() =>
+      createKeyService({
+        store: memoryStore(),
+        argon2: { memoryCost: 4, allowWeakParameters: true },
+      }),
+    ).toThrow(/8 KiB per lane/);
+    // The escape hatch works, and the flag itself never reaches argon2.
+    const keys = service({ argon2: { ...weak, allowWeakParameters: true } });
+    const { rawKey } = await keys.create('acct_1', 'weak but allowed');
+    expect((await keys.verify(rawKey)).ok).toBe(true);
+  });
+
   it('issues and accepts keys of its own prefix only', async () => {
     const live = service({ prefix: 'live' });
     const { rawKey } = await live.create('acct_1', 'k');

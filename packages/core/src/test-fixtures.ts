@@ -8,7 +8,12 @@ import { generateKey, keyChecksum } from './key-format.js';
 import { memoryStore } from './memory-store.js';
 import { createKeyService, type KeyService } from './service.js';
 
-export const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
+export const fastArgon2 = {
+  memoryCost: 1024,
+  timeCost: 1,
+  parallelism: 1,
+  allowWeakParameters: true,
+};
 
 const services: KeyService[] = [];
 afterEach(async () => {

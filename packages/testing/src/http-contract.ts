@@ -79,7 +79,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
       service = createKeyService({
         store,
         maxKeysPerOwner: CONTRACT_MAX_KEYS,
-        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
         lastUsedFlushIntervalMs: 20,
         storeTimeoutMs: 2000,
       });
@@ -517,6 +517,10 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         ['a newline', { name: 'a\nb' }],
         ['a NUL', { name: 'a\u0000b' }],
         ['DEL', { name: 'a\u007fb' }],
+        ['a bidi override', { name: '\u202Egpj.exe' }],
+        ['a zero-width space alone', { name: '\u200B' }],
+        ['a line separator', { name: 'a\u2028b' }],
+        ['a Hangul filler alone', { name: '\u3164' }],
         ['a lone surrogate', '{"name":"a\\ud800b"}'],
         ['inherited through __proto__', '{"__proto__":{"name":"polluted"}}'],
         ['an array body', '["name"]'],

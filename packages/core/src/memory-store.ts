@@ -1,5 +1,6 @@
 import {
   compareNewestFirst,
+  earlierExpiry,
   type InsertResult,
   KeyCollisionError,
   type KeyStore,
@@ -27,7 +28,25 @@ export function memoryStore(): MemoryStore {
     ...key,
     createdAt: new Date(key.createdAt),
     lastUsedAt: key.lastUsedAt && new Date(key.lastUsedAt),
+    expiresAt: key.expiresAt && new Date(key.expiresAt),
+    scopes: [...key.scopes],
+    metadata: structuredClone(key.metadata),
   });
+  const remove = (key: StoredKey): void => {
+    byId.delete(key.id);
+    idByLookup.delete(key.lookup);
+    const ids = idsByOwner.get(key.ownerId);
+    ids?.delete(key.id);
+    if (ids?.size === 0) idsByOwner.delete(key.ownerId);
+  };
+  const add = (key: StoredKey): void => {
+    const ids = idsByOwner.get(key.ownerId) ?? new Set<string>();
+    ids.add(key.id);
+    idsByOwner.set(key.ownerId, ids);
+    byId.set(key.id, copy(key));
+    idByLookup.set(key.lookup, key.id);
+  };
+  const countOf = (ownerId: string): number => idsByOwner.get(ownerId)?.size ?? 0;
   const owned = (ownerId: string, id: string): StoredKey | undefined => {
     const key = byId.get(id);
     return key?.ownerId === ownerId ? key : undefined;
@@ -41,12 +60,8 @@ export function memoryStore(): MemoryStore {
     async insert(key, { maxKeysPerOwner }): Promise<InsertResult> {
       if (byId.has(key.id)) throw new KeyCollisionError('id');
       if (idByLookup.has(key.lookup)) throw new KeyCollisionError('lookup');
-      const ids = idsByOwner.get(key.ownerId) ?? new Set<string>();
-      if (ids.size >= maxKeysPerOwner) return { ok: false, reason: 'limit_reached' };
-      ids.add(key.id);
-      idsByOwner.set(key.ownerId, ids);
-      byId.set(key.id, copy(key));
-      idByLookup.set(key.lookup, key.id);
+      if (countOf(key.ownerId) >= maxKeysPerOwner) return { ok: false, reason: 'limit_reached' };
+      add(key);
       return { ok: true };
     },
 
@@ -65,22 +80,52 @@ export function memoryStore(): MemoryStore {
         .map(copy);
     },
 
-    async rename(ownerId, id, name) {
+    async update(ownerId, id, changes) {
       const key = owned(ownerId, id);
       if (!key) return null;
-      key.name = name;
+      if (changes.name !== undefined) key.name = changes.name;
+      if (changes.metadata !== undefined) key.metadata = structuredClone(changes.metadata);
+      if (changes.expiresAt !== undefined) {
+        key.expiresAt = earlierExpiry(key.expiresAt, new Date(changes.expiresAt));
+      }
       return copy(key);
     },
 
     async delete(ownerId, id) {
       const key = owned(ownerId, id);
       if (!key) return false;
-      byId.delete(id);
-      idByLookup.delete(key.lookup);
-      const ids = idsByOwner.get(ownerId);
-      ids?.delete(id);
-      if (ids?.size === 0) idsByOwner.delete(ownerId);
+      remove(key);
       return true;
+    },
+
+    async deleteTree(ownerId, id) {
+      const root = owned(ownerId, id);
+      if (!root) return [];
+      const owners = [...(idsByOwner.get(ownerId) ?? [])]
+        .map((keyId) => byId.get(keyId))
+        .filter((key): key is StoredKey => key !== undefined);
+      const doomed = [root];
+      for (let i = 0; i < doomed.length; i++) {
+        const parent = doomed[i] as StoredKey;
+        for (const child of owners) {
+          if (child.createdBy === parent.id && !doomed.includes(child)) doomed.push(child);
+        }
+      }
+      for (const key of doomed) remove(key);
+      return doomed.map((key) => key.id);
+    },
+
+    async roll(ownerId, id, next, { previousExpiresAt, now, maxKeysPerOwner }) {
+      const previous = owned(ownerId, id);
+      if (!previous || (previous.expiresAt !== null && previous.expiresAt <= now)) {
+        return { ok: false, reason: 'not_found' };
+      }
+      if (byId.has(next.id)) throw new KeyCollisionError('id');
+      if (idByLookup.has(next.lookup)) throw new KeyCollisionError('lookup');
+      if (countOf(ownerId) >= maxKeysPerOwner) return { ok: false, reason: 'limit_reached' };
+      add(next);
+      previous.expiresAt = earlierExpiry(previous.expiresAt, new Date(previousExpiresAt));
+      return { ok: true, previous: copy(previous) };
     },
 
     async recordLastUsed(updates: readonly LastUsedUpdate[]) {

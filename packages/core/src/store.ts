@@ -16,7 +16,33 @@ export interface StoredKey {
   keySuffix: string;
   createdAt: Date;
   lastUsedAt: Date | null;
+  /** From this instant on the key is refused; `null`: it never expires. */
+  expiresAt: Date | null;
+  /** What the key may do; `['*']` is everything. Fixed at creation. */
+  scopes: string[];
+  /** The host's own JSON object, returned with the key. */
+  metadata: KeyMetadata;
+  /** Id of the key that created this one over HTTP; `null` when made by the host's code.
+   * Always a key of the same owner. */
+  createdBy: string | null;
 }
+
+/** A JSON object, as `JSON.parse` returns one. */
+export type KeyMetadata = { [field: string]: unknown };
+
+/** What `update` may change. Absent fields stay as they are. */
+export interface KeyChanges {
+  name?: string;
+  /** Replaces the metadata whole. */
+  metadata?: KeyMetadata;
+  /** The store keeps the earlier of this and the key's current expiry: `update` never
+   * extends a key's life, even when two updates race. */
+  expiresAt?: Date;
+}
+
+export type RollResult =
+  | { ok: true; previous: StoredKey }
+  | { ok: false; reason: 'not_found' | 'limit_reached' };
 
 export interface LastUsedUpdate {
   id: string;
@@ -39,10 +65,30 @@ export interface KeyStore {
   findByLookup(lookup: string): Promise<StoredKey | null>;
   /** An owner's keys, newest first (createdAt desc, then id desc). */
   listByOwner(ownerId: string): Promise<StoredKey[]>;
-  /** The renamed key, or `null` when the owner has no key with that id. */
-  rename(ownerId: string, id: string, name: string): Promise<StoredKey | null>;
+  /** Applies `changes` and returns the updated key, or `null` when the owner has no key
+   * with that id. */
+  update(ownerId: string, id: string, changes: KeyChanges): Promise<StoredKey | null>;
   /** Deletes permanently; `false` when the owner has no key with that id. */
   delete(ownerId: string, id: string): Promise<boolean>;
+  /**
+   * Deletes the key and, transitively, every key it created (`createdBy`), in one atomic
+   * step: either all go or none. Returns the deleted ids, the named key first; empty when
+   * the owner has no key with that id.
+   */
+  deleteTree(ownerId: string, id: string): Promise<string[]>;
+  /**
+   * Replaces a key without downtime, atomically: inserts `next` and sets the old key's
+   * expiry to the earlier of its own and `previousExpiresAt`, or does neither. Refuses with
+   * `not_found` when the owner has no such key or it has expired by `now`, and with
+   * `limit_reached` when the owner already holds `maxKeysPerOwner` keys. A duplicate id or
+   * lookup part of `next` throws `KeyCollisionError` and changes nothing.
+   */
+  roll(
+    ownerId: string,
+    id: string,
+    next: StoredKey,
+    options: { previousExpiresAt: Date; now: Date; maxKeysPerOwner: number },
+  ): Promise<RollResult>;
   /** Moves lastUsedAt forward only: an older time never overwrites a newer one. Ids that no
    * longer exist are ignored. */
   recordLastUsed(updates: readonly LastUsedUpdate[]): Promise<void>;
@@ -54,6 +100,13 @@ export class KeyCollisionError extends Error {
   constructor(readonly field: 'id' | 'lookup') {
     super(`An API key with the same ${field} already exists.`);
   }
+}
+
+/** The earlier of two expiries, where `null` means never. */
+export function earlierExpiry(a: Date | null, b: Date | null): Date | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a.getTime() <= b.getTime() ? a : b;
 }
 
 /** Newest first: createdAt descending, then id descending. Shared by the stores that sort

@@ -32,6 +32,10 @@ export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise
     keySuffix: generated.keySuffix,
     createdAt: new Date(),
     lastUsedAt: null,
+    expiresAt: null,
+    scopes: ['*'],
+    metadata: {},
+    createdBy: null,
     ...overrides,
   };
 }
@@ -64,6 +68,7 @@ export function describeStoreConformance(name: string, options: StoreConformance
     describeListOrder(ctx);
     describeCap(ctx, options);
     describeLastUsed(ctx);
+    describeLifecycle(ctx);
     if (options.dumpContents) describeSecretHygiene(ctx, options.dumpContents);
   });
 }
@@ -136,24 +141,26 @@ export function describeOwnerScope(ctx: SuiteContext): void {
       expect(await ctx.store.listByOwner(`owner_${randomUUID()}`)).toEqual([]);
     });
 
-    it('rename() returns the renamed key and changes nothing else', async () => {
+    it('update() returns the renamed key and changes nothing else', async () => {
       const key = await makeStoredKey();
       await ctx.store.insert(key, noCap);
-      const renamed = await ctx.store.rename(key.ownerId, key.id, 'Staging Server');
+      const renamed = await ctx.store.update(key.ownerId, key.id, { name: 'Staging Server' });
       expect(renamed).toEqual({ ...key, name: 'Staging Server' });
       expect(await ctx.store.findByLookup(key.lookup)).toEqual({ ...key, name: 'Staging Server' });
     });
 
-    it("rename() on another owner's key returns null and leaves it unchanged", async () => {
+    it("update() on another owner's key returns null and leaves it unchanged", async () => {
       const key = await makeStoredKey();
       await ctx.store.insert(key, noCap);
-      expect(await ctx.store.rename(`owner_${randomUUID()}`, key.id, 'hijacked')).toBeNull();
+      expect(
+        await ctx.store.update(`owner_${randomUUID()}`, key.id, { name: 'hijacked' }),
+      ).toBeNull();
       expect((await ctx.store.findByLookup(key.lookup))?.name).toBe(key.name);
     });
 
-    it('rename() of an unknown id returns null', async () => {
+    it('update() of an unknown id returns null', async () => {
       const key = await makeStoredKey();
-      expect(await ctx.store.rename(key.ownerId, key.id, 'x')).toBeNull();
+      expect(await ctx.store.update(key.ownerId, key.id, { name: 'x' })).toBeNull();
     });
 
     it('delete() removes the key at once from findByLookup and listByOwner', async () => {
@@ -332,6 +339,221 @@ export function describeSecretHygiene(
       for (let i = 0; i + 8 <= secret.length; i++) {
         expect(dump).not.toContain(secret.slice(i, i + 8));
       }
+    });
+  });
+}
+
+export function describeLifecycle(ctx: SuiteContext): void {
+  describe('lifecycle: expiry, scopes, metadata, roll, cascade', () => {
+    it('insert() and findByLookup() keep expiresAt, scopes, metadata and createdBy', async () => {
+      const parent = await makeStoredKey();
+      await ctx.store.insert(parent, noCap);
+      const key = await makeStoredKey({
+        ownerId: parent.ownerId,
+        expiresAt: new Date('2031-01-31T00:00:00.001Z'),
+        scopes: ['orders:read', 'api_keys:write', 'a.b-c_d:e'],
+        metadata: { team: 'ops', nested: { list: [1, 'two', null, true], n: 1.5 }, emoji: '🔑' },
+        createdBy: parent.id,
+      });
+      await ctx.store.insert(key, noCap);
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(key);
+      expect((await ctx.store.listByOwner(key.ownerId)).find((k) => k.id === key.id)).toEqual(key);
+    });
+
+    it('update() replaces metadata whole and leaves the other fields', async () => {
+      const key = await makeStoredKey({ metadata: { a: 1, b: { c: 2 } } });
+      await ctx.store.insert(key, noCap);
+      const updated = await ctx.store.update(key.ownerId, key.id, { metadata: { d: 'x' } });
+      expect(updated).toEqual({ ...key, metadata: { d: 'x' } });
+      expect((await ctx.store.findByLookup(key.lookup))?.metadata).toEqual({ d: 'x' });
+    });
+
+    it('update() sets an expiry where there was none, shortens one, and never extends it', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const later = new Date('2030-06-01T00:00:00.000Z');
+      const sooner = new Date('2029-06-01T00:00:00.000Z');
+      expect(
+        (await ctx.store.update(key.ownerId, key.id, { expiresAt: later }))?.expiresAt,
+      ).toEqual(later);
+      expect(
+        (await ctx.store.update(key.ownerId, key.id, { expiresAt: sooner }))?.expiresAt,
+      ).toEqual(sooner);
+      expect(
+        (await ctx.store.update(key.ownerId, key.id, { expiresAt: later }))?.expiresAt,
+      ).toEqual(sooner);
+      expect((await ctx.store.findByLookup(key.lookup))?.expiresAt).toEqual(sooner);
+    });
+
+    it('concurrent updates of the expiry keep the earliest', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const base = Date.parse('2030-01-01T00:00:00.000Z');
+      const times = Array.from({ length: 10 }, (_, i) => new Date(base + (10 - i) * 1000));
+      await Promise.all(
+        times.map((expiresAt) => ctx.store.update(key.ownerId, key.id, { expiresAt })),
+      );
+      expect((await ctx.store.findByLookup(key.lookup))?.expiresAt).toEqual(new Date(base + 1000));
+    });
+
+    it('deleteTree() deletes a key and every key it created, transitively, and nothing else', async () => {
+      const ownerId = `owner_${randomUUID()}`;
+      const root = await makeStoredKey({ ownerId });
+      const child = await makeStoredKey({ ownerId, createdBy: root.id });
+      const grandchild = await makeStoredKey({ ownerId, createdBy: child.id });
+      const greatGrandchild = await makeStoredKey({ ownerId, createdBy: grandchild.id });
+      const sibling = await makeStoredKey({ ownerId, createdBy: root.id });
+      const nephew = await makeStoredKey({ ownerId, createdBy: sibling.id });
+      const unrelated = await makeStoredKey({ ownerId });
+      const unrelatedChild = await makeStoredKey({ ownerId, createdBy: unrelated.id });
+      const all = [
+        root,
+        child,
+        grandchild,
+        greatGrandchild,
+        sibling,
+        nephew,
+        unrelated,
+        unrelatedChild,
+      ];
+      for (const key of all) await ctx.store.insert(key, noCap);
+
+      const deleted = await ctx.store.deleteTree(ownerId, root.id);
+      expect(deleted[0]).toBe(root.id);
+      expect([...deleted].sort()).toEqual(
+        [root, child, grandchild, greatGrandchild, sibling, nephew].map((k) => k.id).sort(),
+      );
+      for (const key of [root, child, grandchild, greatGrandchild, sibling, nephew]) {
+        expect(await ctx.store.findByLookup(key.lookup)).toBeNull();
+      }
+      expect((await ctx.store.listByOwner(ownerId)).map((k) => k.id).sort()).toEqual(
+        [unrelated.id, unrelatedChild.id].sort(),
+      );
+    });
+
+    it("deleteTree() of an unknown id, or another owner's, deletes nothing and returns []", async () => {
+      const key = await makeStoredKey();
+      const child = await makeStoredKey({ ownerId: key.ownerId, createdBy: key.id });
+      await ctx.store.insert(key, noCap);
+      await ctx.store.insert(child, noCap);
+      expect(await ctx.store.deleteTree(`owner_${randomUUID()}`, key.id)).toEqual([]);
+      expect(await ctx.store.deleteTree(key.ownerId, generateKeyId())).toEqual([]);
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(key);
+      expect(await ctx.store.findByLookup(child.lookup)).toEqual(child);
+    });
+
+    it('deleteTree() of a leaf deletes that key alone', async () => {
+      const parent = await makeStoredKey();
+      const leaf = await makeStoredKey({ ownerId: parent.ownerId, createdBy: parent.id });
+      await ctx.store.insert(parent, noCap);
+      await ctx.store.insert(leaf, noCap);
+      expect(await ctx.store.deleteTree(parent.ownerId, leaf.id)).toEqual([leaf.id]);
+      expect(await ctx.store.findByLookup(parent.lookup)).toEqual(parent);
+    });
+
+    it("roll() inserts the new key and shortens the old key's expiry in one step", async () => {
+      const old = await makeStoredKey({ scopes: ['orders:read'], metadata: { a: 1 } });
+      await ctx.store.insert(old, noCap);
+      const next = await makeStoredKey({ ownerId: old.ownerId, scopes: ['orders:read'] });
+      const now = new Date();
+      const previousExpiresAt = new Date(now.getTime() + 86_400_000);
+      const result = await ctx.store.roll(old.ownerId, old.id, next, {
+        previousExpiresAt,
+        now,
+        maxKeysPerOwner: 100,
+      });
+      expect(result).toEqual({ ok: true, previous: { ...old, expiresAt: previousExpiresAt } });
+      expect(await ctx.store.findByLookup(next.lookup)).toEqual(next);
+      expect((await ctx.store.findByLookup(old.lookup))?.expiresAt).toEqual(previousExpiresAt);
+    });
+
+    it('roll() keeps an earlier expiry the old key already had', async () => {
+      const now = new Date();
+      const soon = new Date(now.getTime() + 60_000);
+      const old = await makeStoredKey({ expiresAt: soon });
+      await ctx.store.insert(old, noCap);
+      const next = await makeStoredKey({ ownerId: old.ownerId });
+      const result = await ctx.store.roll(old.ownerId, old.id, next, {
+        previousExpiresAt: new Date(now.getTime() + 86_400_000),
+        now,
+        maxKeysPerOwner: 100,
+      });
+      expect(result.ok && result.previous.expiresAt).toEqual(soon);
+    });
+
+    it("roll() of an unknown, another owner's or an expired key changes nothing", async () => {
+      const now = new Date();
+      const expired = await makeStoredKey({ expiresAt: new Date(now.getTime() - 1) });
+      await ctx.store.insert(expired, noCap);
+      const options = { previousExpiresAt: now, now, maxKeysPerOwner: 100 };
+      for (const [ownerId, id] of [
+        [expired.ownerId, expired.id],
+        [`owner_${randomUUID()}`, expired.id],
+        [expired.ownerId, generateKeyId()],
+      ] as const) {
+        const next = await makeStoredKey({ ownerId });
+        expect(await ctx.store.roll(ownerId, id, next, options)).toEqual({
+          ok: false,
+          reason: 'not_found',
+        });
+        expect(await ctx.store.findByLookup(next.lookup)).toBeNull();
+      }
+      expect(await ctx.store.findByLookup(expired.lookup)).toEqual(expired);
+    });
+
+    it('roll() at the cap refuses and changes nothing', async () => {
+      const old = await makeStoredKey();
+      await ctx.store.insert(old, noCap);
+      const next = await makeStoredKey({ ownerId: old.ownerId });
+      const now = new Date();
+      expect(
+        await ctx.store.roll(old.ownerId, old.id, next, {
+          previousExpiresAt: now,
+          now,
+          maxKeysPerOwner: 1,
+        }),
+      ).toEqual({ ok: false, reason: 'limit_reached' });
+      expect(await ctx.store.findByLookup(next.lookup)).toBeNull();
+      expect(await ctx.store.findByLookup(old.lookup)).toEqual(old);
+    });
+
+    it('roll() with a colliding lookup part throws and changes nothing', async () => {
+      const old = await makeStoredKey();
+      const other = await makeStoredKey({ ownerId: old.ownerId });
+      await ctx.store.insert(old, noCap);
+      await ctx.store.insert(other, noCap);
+      const next = await makeStoredKey({ ownerId: old.ownerId, lookup: other.lookup });
+      const now = new Date();
+      await expect(
+        ctx.store.roll(old.ownerId, old.id, next, {
+          previousExpiresAt: now,
+          now,
+          maxKeysPerOwner: 100,
+        }),
+      ).rejects.toMatchObject({ name: 'KeyCollisionError' });
+      expect(await ctx.store.findByLookup(old.lookup)).toEqual(old);
+      expect(await ctx.store.findByLookup(other.lookup)).toEqual(other);
+      expect(await ctx.store.listByOwner(old.ownerId)).toHaveLength(2);
+    });
+
+    it('concurrent rolls of one key at the cap leave exactly the cap', async () => {
+      const old = await makeStoredKey();
+      await ctx.store.insert(old, noCap);
+      const now = new Date();
+      const nexts = await Promise.all(
+        Array.from({ length: 8 }, () => makeStoredKey({ ownerId: old.ownerId })),
+      );
+      const results = await Promise.all(
+        nexts.map((next) =>
+          ctx.store.roll(old.ownerId, old.id, next, {
+            previousExpiresAt: new Date(now.getTime() + 60_000),
+            now,
+            maxKeysPerOwner: 4,
+          }),
+        ),
+      );
+      expect(results.filter((r) => r.ok)).toHaveLength(3);
+      expect(await ctx.store.listByOwner(old.ownerId)).toHaveLength(4);
     });
   });
 }

@@ -7,6 +7,10 @@ export const errorCodes = {
   invalid_request: { status: 400, message: 'The request is invalid.' },
   missing_api_key: { status: 401, message: 'An API key is required in the X-API-Key header.' },
   invalid_api_key: { status: 401, message: 'The API key is invalid.' },
+  insufficient_scope: {
+    status: 403,
+    message: 'The API key lacks a scope this request needs.',
+  },
   not_found: { status: 404, message: 'The requested resource was not found.' },
   method_not_allowed: { status: 405, message: 'The method is not allowed for this resource.' },
   key_limit_reached: {

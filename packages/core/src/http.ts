@@ -1,4 +1,5 @@
 import { isKeywardError, KeywardError } from './errors.js';
+import { holdsScopes } from './key-fields.js';
 import type { ApiKey, AuthenticatedKey, CreatedApiKey, KeyService } from './service.js';
 
 /** What an adapter hands to core: the parts of a request keyward reads. */
@@ -34,35 +35,61 @@ type AuthResult = { ok: true; key: AuthenticatedKey } | { ok: false; error: Keyw
 interface ActionContext {
   key: AuthenticatedKey;
   id: string;
-  body: Record<string, unknown>;
+  body: RequestFields;
+  query: URLSearchParams;
 }
 
+/** The body fields the routes read: own properties only, so `{"__proto__": …}` cannot
+ * reach one through the prototype. */
+type RequestFields = Partial<Record<(typeof bodyFields)[number], unknown>>;
+const bodyFields = ['name', 'expiresAt', 'expiresIn', 'scopes', 'metadata'] as const;
+
+/** Reads a key's own account's keys; writing implies reading. */
+const READ_SCOPES = ['api_keys:read', 'api_keys:write'] as const;
+const WRITE_SCOPES = ['api_keys:write'] as const;
+
 interface Action {
-  /** Reads and validates a JSON object body before running. */
-  readsBody: boolean;
+  /** Reads and validates a JSON object body before running: always, or only when one
+   * was sent (roll's body is optional). */
+  readsBody: boolean | 'optional';
+  /** Any one of these scopes admits the request (`*` holds all). */
+  scopes: readonly string[];
   run(service: KeyService, ctx: ActionContext): Promise<HttpResponse>;
 }
 
 interface Route {
-  /** `collection` is the mount path itself; `item` is one segment below it (the id). */
-  shape: 'collection' | 'item';
+  /** `collection` is the mount path itself; `item` is one segment below it (the id);
+   * `roll` is `<id>/roll`. */
+  shape: 'collection' | 'item' | 'roll';
   actions: Partial<Record<string, Action>>;
 }
 
-/** The management API of spec/api-keys.md, as data: both adapters walk this one table. */
+/** The management API, as data: every adapter walks this one table. */
 export const routes: readonly Route[] = [
   {
     shape: 'collection',
     actions: {
       GET: {
         readsBody: false,
+        scopes: READ_SCOPES,
         run: async (service, { key }) =>
           success(200, (await service.list(key.ownerId)).map(toJson)),
       },
       POST: {
         readsBody: true,
-        run: async (service, { key, body }) =>
-          success(201, toJson(await service.create(key.ownerId, body.name))),
+        scopes: WRITE_SCOPES,
+        run: async (service, { key, body }) => {
+          const created = await service.create(key.ownerId, body.name, {
+            expiresAt: body.expiresAt,
+            expiresIn: body.expiresIn,
+            // Omitted: the creating key's own scopes. No key grants more than it holds.
+            scopes: body.scopes === undefined ? [...key.scopes] : body.scopes,
+            metadata: body.metadata,
+            createdBy: key.id,
+            grantableScopes: key.scopes,
+          });
+          return success(201, toJson(created));
+        },
       },
     },
   },
@@ -71,26 +98,63 @@ export const routes: readonly Route[] = [
     actions: {
       PATCH: {
         readsBody: true,
+        scopes: WRITE_SCOPES,
         run: async (service, { key, id, body }) => {
-          const renamed = await service.rename(key.ownerId, id, body.name);
-          if (!renamed) throw new KeywardError('not_found');
-          return success(200, toJson(renamed));
+          const updated = await service.update(key.ownerId, id, body);
+          if (!updated) throw new KeywardError('not_found');
+          return success(200, toJson(updated));
         },
       },
       DELETE: {
         readsBody: false,
-        run: async (service, { key, id }) => {
-          if (!(await service.revoke(key.ownerId, id))) throw new KeywardError('not_found');
-          return jsonResponse(200, { success: true });
+        scopes: WRITE_SCOPES,
+        run: async (service, { key, id, query }) => {
+          if (!readCascade(query)) {
+            if (!(await service.revoke(key.ownerId, id))) throw new KeywardError('not_found');
+            return jsonResponse(200, { success: true });
+          }
+          const revoked = await service.revokeCascade(key.ownerId, id);
+          if (revoked.length === 0) throw new KeywardError('not_found');
+          return jsonResponse(200, { success: true, revoked });
+        },
+      },
+    },
+  },
+  {
+    shape: 'roll',
+    actions: {
+      POST: {
+        readsBody: 'optional',
+        scopes: WRITE_SCOPES,
+        run: async (service, { key, id, body }) => {
+          const rolled = await service.roll(key.ownerId, id, {
+            expiresIn: body.expiresIn,
+            scopes: body.scopes,
+            grantableScopes: key.scopes,
+          });
+          if (!rolled) throw new KeywardError('not_found');
+          return success(201, toJson(rolled));
         },
       },
     },
   },
 ];
 
+/** `?cascade=true` or `?cascade=false`; absent is false. */
+function readCascade(query: URLSearchParams): boolean {
+  const values = query.getAll('cascade');
+  if (values.length === 0) return false;
+  if (values.length === 1 && (values[0] === 'true' || values[0] === 'false')) {
+    return values[0] === 'true';
+  }
+  throw new KeywardError('invalid_request', {
+    message: '`cascade` must be "true" or "false", given once.',
+  });
+}
+
 /**
  * The framework-agnostic HTTP layer: the management routes and the guard, with the checks
- * of DESIGN.md in their order (route → key → media type → size → JSON → fields →
+ * in their order (docs/design.md: route → key → scope → media type → size → JSON → fields →
  * resource). Adapters translate their request into an `HttpRequest` and write back the
  * `HttpResponse`; nothing else.
  */
@@ -102,6 +166,20 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
   const headerName = (options.headerName ?? 'X-API-Key').toLowerCase();
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024;
   const wwwAuthenticate = `ApiKey header="${options.headerName ?? 'X-API-Key'}"`;
+
+  /** The 403 for a valid key that lacks a scope, naming what would do. */
+  function insufficientScope(needed: readonly string[]): HttpResponse {
+    const response = errorResponse(new KeywardError('insufficient_scope'));
+    response.headers['WWW-Authenticate'] =
+      `${wwwAuthenticate}, error="insufficient_scope", scope="${needed.join(' ')}"`;
+    return response;
+  }
+
+  /** `undefined` when `key` holds every scope in `needed`, else the 403 to send. For the
+   * host's guards: `requireApiKey({ scopes })`. */
+  function checkScopes(key: AuthenticatedKey, needed: readonly string[]): HttpResponse | undefined {
+    return holdsScopes(key.scopes, needed) ? undefined : insufficientScope(needed);
+  }
 
   /** Reads the key header and verifies it; never throws. */
   async function authenticate(headers: HttpRequest['headers']): Promise<AuthResult> {
@@ -153,10 +231,17 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     const path = pathOf(target);
     if (!isMountPath(path)) return null;
     const rest = path.slice(mountPath.length).replace(/\/$/, '');
-    const shape = rest === '' ? 'collection' : /^\/[^/]+$/.test(rest) ? 'item' : null;
+    const shape =
+      rest === ''
+        ? 'collection'
+        : /^\/[^/]+$/.test(rest)
+          ? 'item'
+          : /^\/[^/]+\/roll$/.test(rest)
+            ? 'roll'
+            : null;
     const route = routes.find((r) => r.shape === shape);
     if (!route) return null;
-    return { route, id: shape === 'item' ? decodeSegment(rest.slice(1)) : '' };
+    return { route, id: shape === 'collection' ? '' : decodeSegment(rest.split('/')[1] ?? '') };
   }
 
   function isMountPath(path: string): boolean {
@@ -180,8 +265,14 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
       }
       const auth = await authenticate(request.headers);
       if (!auth.ok) return errorResponse(auth.error);
-      const body = action.readsBody ? await readJsonObject(request, maxBodyBytes) : {};
-      return await action.run(service, { key: auth.key, id: match.id, body });
+      if (!action.scopes.some((scope) => holdsScopes(auth.key.scopes, [scope]))) {
+        return insufficientScope(action.scopes.slice(0, 1));
+      }
+      const query = queryOf(request.path);
+      const readsBody =
+        action.readsBody === 'optional' ? hasBody(request.headers) : action.readsBody;
+      const body = readsBody ? await readJsonObject(request, maxBodyBytes) : {};
+      return await action.run(service, { key: auth.key, id: match.id, body, query });
     } catch (error) {
       return errorResponse(error);
     }
@@ -200,6 +291,9 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     authenticateCached,
     /** The shared error envelope for any error, with its status and headers. */
     errorResponse,
+    /** The 403 `insufficient_scope` answer when a verified key lacks a scope a route
+     * needs; `undefined` when it holds them all. */
+    checkScopes,
   };
 }
 
@@ -220,6 +314,21 @@ function pathOf(target: string): string {
   const path = target.replace(schemeAndAuthority, '');
   const end = path.search(/[?#]/);
   return end < 0 ? path : path.slice(0, end);
+}
+
+/** The query of a request target, `?` to the fragment. */
+function queryOf(target: string): URLSearchParams {
+  const start = target.indexOf('?');
+  if (start < 0) return new URLSearchParams();
+  const end = target.indexOf('#', start);
+  return new URLSearchParams(target.slice(start + 1, end < 0 ? undefined : end));
+}
+
+/** Whether a request carries a body (RFC 9112 §6.3: a length above 0, or chunked). */
+function hasBody(headers: HttpRequest['headers']): boolean {
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headerValue(headers['content-length']);
+  return length !== undefined && Number(length) > 0;
 }
 
 function decodeSegment(segment: string): string {
@@ -264,8 +373,11 @@ async function readJsonObject(
     });
   }
   const body = value as Record<string, unknown>;
-  // Own properties only: `{"__proto__": …}` must not reach a name through the prototype.
-  return { name: Object.hasOwn(body, 'name') ? body.name : undefined };
+  const fields: RequestFields = {};
+  for (const field of bodyFields) {
+    if (Object.hasOwn(body, field)) fields[field] = body[field];
+  }
+  return fields;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
@@ -290,7 +402,8 @@ function success(status: number, data: unknown): HttpResponse {
   return jsonResponse(status, { success: true, data });
 }
 
-/** The wire shape of a key: field order as in the spec, timestamps as ISO 8601 UTC. */
+/** The wire shape of a key: the v1 fields, then the lifecycle ones, timestamps as ISO 8601
+ * UTC. */
 function toJson(key: ApiKey | CreatedApiKey) {
   return {
     id: key.id,
@@ -300,5 +413,9 @@ function toJson(key: ApiKey | CreatedApiKey) {
     keySuffix: key.keySuffix,
     lastUsedAt: key.lastUsedAt?.toISOString() ?? null,
     createdAt: key.createdAt.toISOString(),
+    expiresAt: key.expiresAt?.toISOString() ?? null,
+    scopes: key.scopes,
+    metadata: key.metadata,
+    createdBy: key.createdBy,
   };
 }

@@ -26,9 +26,15 @@ export interface KeywardExpress {
    * before any body parser (keyward reads the body itself, and only once the key is
    * verified). */
   router: Router;
-  /** Guard for the host's own routes: sets `req.apiKey`, or answers 401/503 in the shared
-   * error envelope. */
-  requireApiKey(): RequestHandler;
+  /** Guard for the host's own routes: sets `req.apiKey`, or answers 401/403/503 in the
+   * shared error envelope. With `scopes`, the key must hold every one of them (`*` holds
+   * all); without, any valid key will do. */
+  requireApiKey(options?: GuardOptions): RequestHandler;
+}
+
+export interface GuardOptions {
+  /** Scopes the key must hold, all of them. @default [] */
+  scopes?: readonly string[];
 }
 
 /**
@@ -53,20 +59,37 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
       .then((response) => send(res, response), next);
   });
 
-  const guard: RequestHandler = (req, res, next) => {
-    const cached = http.authenticateCached(req.headers);
-    if (cached) {
-      req.apiKey = cached;
-      return next();
-    }
-    http.authenticate(req.headers).then((result) => {
-      if (!result.ok) return send(res, http.errorResponse(result.error));
-      req.apiKey = result.key;
-      next();
-    }, next);
+  const guard = (scopes: readonly string[]): RequestHandler => {
+    const admit = (key: AuthenticatedKey, res: Response): boolean => {
+      if (scopes.length === 0) return true;
+      const refusal = http.checkScopes(key, scopes);
+      if (refusal) send(res, refusal);
+      return refusal === undefined;
+    };
+    return (req, res, next) => {
+      const cached = http.authenticateCached(req.headers);
+      if (cached) {
+        if (!admit(cached, res)) return;
+        req.apiKey = cached;
+        return next();
+      }
+      http.authenticate(req.headers).then((result) => {
+        if (!result.ok) return send(res, http.errorResponse(result.error));
+        if (!admit(result.key, res)) return;
+        req.apiKey = result.key;
+        next();
+      }, next);
+    };
   };
+  const anyKey = guard([]);
 
-  return { router, requireApiKey: () => guard };
+  return {
+    router,
+    requireApiKey: (options = {}) => {
+      const scopes = [...(options.scopes ?? [])];
+      return scopes.length === 0 ? anyKey : guard(scopes);
+    },
+  };
 }
 
 /** Writes core's response as is, so Express sends the same bytes as every adapter. */

@@ -13,6 +13,7 @@ import {
 } from '@keyward/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultyStore, faultyStore } from './faulty-store.js';
+import { describeLifecycleContract } from './http-contract-lifecycle.js';
 import {
   sendHeadWithoutBody,
   sendRequest,
@@ -33,19 +34,31 @@ export interface StoreUnderTest {
   close?(): Promise<void>;
 }
 
+export interface ServerSetup {
+  service: KeyService;
+  /** A host route behind the guard with no scopes. */
+  guardedPath: string;
+  /** A host route behind the guard with these scopes (`requireApiKey({ scopes })`). */
+  scopedPath: string;
+  scopes: readonly string[];
+}
+
 export interface HttpContractOptions {
   /**
    * Starts a host app on loopback with keyward's management routes at the default mount
-   * path and one route of the host's own at `guardedPath`, behind keyward's guard,
-   * answering `200 {"apiKey": <the request's apiKey>}`.
+   * path and two routes of the host's own, each answering
+   * `200 {"apiKey": <the request's apiKey>}`: `guardedPath` behind keyward's guard, and
+   * `scopedPath` behind the guard requiring `scopes`.
    */
-  startServer(setup: { service: KeyService; guardedPath: string }): Promise<RunningServer>;
+  startServer(setup: ServerSetup): Promise<RunningServer>;
   /** The store behind the service. @default the memory store */
   createStore?(): Promise<StoreUnderTest>;
 }
 
 export const CONTRACT_MAX_KEYS = 5;
 const GUARDED_PATH = '/test/protected';
+const SCOPED_PATH = '/test/orders';
+const SCOPED_PATH_SCOPES = ['orders:write', 'orders:read'] as const;
 const BASE = '/v1/api-keys';
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -83,7 +96,12 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         lastUsedFlushIntervalMs: 20,
         storeTimeoutMs: 2000,
       });
-      server = await options.startServer({ service, guardedPath: GUARDED_PATH });
+      server = await options.startServer({
+        service,
+        guardedPath: GUARDED_PATH,
+        scopedPath: SCOPED_PATH,
+        scopes: SCOPED_PATH_SCOPES,
+      });
     });
 
     afterAll(async () => {
@@ -102,9 +120,11 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
     }
 
     /** A fresh account holding one key made through the programmatic API. */
-    async function account(): Promise<{ ownerId: string; rawKey: string; id: string }> {
+    async function account(
+      createOptions?: Parameters<KeyService['create']>[2],
+    ): Promise<{ ownerId: string; rawKey: string; id: string }> {
       const ownerId = `acct_${randomUUID()}`;
-      const created = await service.create(ownerId, 'bootstrap');
+      const created = await service.create(ownerId, 'bootstrap', createOptions);
       return { ownerId, rawKey: created.rawKey, id: created.id };
     }
 
@@ -146,9 +166,19 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(res.headers['cache-control']).toBe('no-store');
         const body = res.json as { success: boolean; data: Record<string, unknown> };
         expect(body.success).toBe(true);
-        expect(Object.keys(body.data).sort()).toEqual(
-          ['createdAt', 'id', 'keyPrefix', 'keySuffix', 'lastUsedAt', 'name', 'rawKey'].sort(),
-        );
+        expect(Object.keys(body.data)).toEqual([
+          'id',
+          'name',
+          'rawKey',
+          'keyPrefix',
+          'keySuffix',
+          'lastUsedAt',
+          'createdAt',
+          'expiresAt',
+          'scopes',
+          'metadata',
+          'createdBy',
+        ]);
         const data = body.data as Record<string, string | null>;
         createdKeys.push(data.rawKey as string);
         expect(data.name).toBe('My New Key');
@@ -211,6 +241,10 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
             'keySuffix',
             'lastUsedAt',
             'createdAt',
+            'expiresAt',
+            'scopes',
+            'metadata',
+            'createdBy',
           ]);
         }
         expect(data[0]).toMatchObject({
@@ -294,6 +328,10 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
           'keySuffix',
           'lastUsedAt',
           'createdAt',
+          'expiresAt',
+          'scopes',
+          'metadata',
+          'createdBy',
         ]);
         expect(body.data).toMatchObject({
           id: created.id,
@@ -393,13 +431,23 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
     });
 
     describe('the guard', () => {
-      it('sets apiKey on the host route to exactly id, ownerId, name, keyPrefix, keySuffix, createdAt', async () => {
+      it('sets apiKey on the host route to exactly the key’s public fields and owner', async () => {
         const { rawKey, ownerId, id } = await account();
         const res = await call({ path: GUARDED_PATH, headers: { 'X-API-Key': rawKey } });
         expect(res.status).toBe(200);
         const apiKey = (res.json as { apiKey: Record<string, unknown> }).apiKey;
         expect(Object.keys(apiKey).sort()).toEqual(
-          ['createdAt', 'id', 'keyPrefix', 'keySuffix', 'name', 'ownerId'].sort(),
+          [
+            'createdAt',
+            'id',
+            'keyPrefix',
+            'keySuffix',
+            'name',
+            'ownerId',
+            'expiresAt',
+            'scopes',
+            'metadata',
+          ].sort(),
         );
         expect(apiKey).toMatchObject({
           id,
@@ -501,6 +549,20 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(recovered.status).toBe(200);
         expect(await service.list(warm.ownerId)).toHaveLength(1);
       });
+    });
+
+    describeLifecycleContract({
+      get service() {
+        return service;
+      },
+      base: BASE,
+      guardedPath: GUARDED_PATH,
+      scopedPath: SCOPED_PATH,
+      scopedPathScopes: SCOPED_PATH_SCOPES,
+      call,
+      account,
+      expectError: (res, status, code) => expectError(res, status, code as ErrorCode),
+      remember: (rawKey) => createdKeys.push(rawKey),
     });
 
     describe('request validation', () => {

@@ -3,7 +3,12 @@
  * the store conformance suite of @keyward/testing, then what is particular to this package.
  * Not shipped (see tsconfig.build.json).
  */
-import { type InvalidationEvent, KeyCollisionError, type KeyStore } from '@keyward/core';
+import {
+  type InvalidationEvent,
+  KeyCollisionError,
+  type KeyStore,
+  type StoredKey,
+} from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { CamelCasePlugin, type LogEvent, Migrator, sql } from 'kysely';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -40,6 +45,27 @@ export interface EngineOptions {
 }
 
 const noCap = { maxKeysPerOwner: 1000 };
+
+/** The columns keyward_0001 creates, in order. */
+const V1_COLUMNS = [
+  'id',
+  'owner_id',
+  'name',
+  'lookup',
+  'hash',
+  'key_prefix',
+  'key_suffix',
+  'created_at',
+  'last_used_at',
+];
+
+async function columnsOf(db: AnyKysely, table: string): Promise<string[]> {
+  const { rows } = await sql<{ column_name: string }>`
+    select column_name from information_schema.columns
+    where table_schema = current_schema() and table_name = ${table}
+    order by ordinal_position`.execute(db);
+  return rows.map((row) => row.column_name);
+}
 const suffix = () => Math.random().toString(36).slice(2, 10);
 
 export function describeKyselyStore(name: string, engine: EngineOptions): void {
@@ -92,6 +118,10 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         key_suffix: text(),
         created_at: ['timestamp with time zone', 'NO', null],
         last_used_at: ['timestamp with time zone', 'YES', null],
+        expires_at: ['timestamp with time zone', 'YES', null],
+        scopes: ['ARRAY', 'NO', null],
+        metadata: ['json', 'NO', null],
+        created_by: ['text', 'YES', 'C'],
       });
     });
 
@@ -101,11 +131,17 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         where schemaname = current_schema() and tablename = ${table}
         order by indexname`.execute(engine.db());
       expect(rows.map((r) => r.indexname)).toEqual([
+        `${table}_created_by_idx`,
         `${table}_lookup_key`,
         `${table}_owner_created_idx`,
         `${table}_pkey`,
       ]);
-      const [lookup, owner, primary] = rows.map((r) => r.indexdef.replace(/ \S+\./, ' '));
+      const [createdBy, lookup, owner, primary] = rows.map((r) =>
+        r.indexdef.replace(/ \S+\./, ' '),
+      );
+      expect(createdBy).toBe(
+        `CREATE INDEX ${table}_created_by_idx ON ${table} USING btree (owner_id, created_by) WHERE (created_by IS NOT NULL)`,
+      );
       expect(lookup).toBe(
         `CREATE UNIQUE INDEX ${table}_lookup_key ON ${table} USING btree (lookup)`,
       );
@@ -148,15 +184,96 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(up.error).toBeUndefined();
       expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
         [`keyward_0001_create_${fresh}`, 'Success'],
+        [`keyward_0002_lifecycle_${fresh}`, 'Success'],
       ]);
       const key = await makeStoredKey();
       await kyselyStore(engine.db(), { table: fresh }).insert(key, noCap);
       expect((await migrator.migrateToLatest()).results).toEqual([]);
+      const lifecycleDown = await migrator.migrateDown();
+      expect(lifecycleDown.error).toBeUndefined();
+      expect(await columnsOf(engine.db(), fresh)).toEqual(V1_COLUMNS);
       const down = await migrator.migrateDown();
       expect(down.error).toBeUndefined();
       await expect(
         kyselyStore(engine.db(), { table: fresh }).findByLookup(key.lookup),
       ).rejects.toMatchObject({ code: '42P01' });
+    });
+    describe('upgrade in place from the v1 table', () => {
+      /** A table as keyward_0001 (v1) left it, holding one row written as the v1 store did. */
+      const v1Table = async () => {
+        const fresh = `${table}_u${suffix()}`;
+        extraTables.push(fresh, `${fresh}_migration`, `${fresh}_migration_lock`);
+        const migrator = new Migrator({
+          db: engine.db(),
+          provider: keywardMigrationProvider({ table: fresh }),
+          migrationTableName: `${fresh}_migration`,
+          migrationLockTableName: `${fresh}_migration_lock`,
+        });
+        const v1 = await migrator.migrateTo(`keyward_0001_create_${fresh}`);
+        expect(v1.error).toBeUndefined();
+        expect(await columnsOf(engine.db(), fresh)).toEqual(V1_COLUMNS);
+        const key = await makeStoredKey({
+          createdAt: new Date('2024-03-14T10:30:00.123Z'),
+          lastUsedAt: new Date('2024-04-01T08:00:00.456Z'),
+        });
+        await sql`
+          insert into ${sql.table(fresh)} (id, owner_id, name, lookup, hash, key_prefix,
+            key_suffix, created_at, last_used_at)
+          values (${key.id}, ${key.ownerId}, ${key.name}, ${key.lookup}, ${key.hash},
+            ${key.keyPrefix}, ${key.keySuffix}, ${key.createdAt.toISOString()}::timestamptz,
+            ${key.lastUsedAt?.toISOString()}::timestamptz)`.execute(engine.db());
+        return { fresh, migrator, key };
+      };
+      // What a key made before the upgrade reads as: no expiry, every scope, no metadata,
+      // made by the host's code. makeStoredKey's defaults are exactly those.
+      const expectV1KeyReadsAsV2 = async (fresh: string, key: StoredKey) => {
+        const upgraded = kyselyStore(engine.db(), { table: fresh });
+        expect(key).toMatchObject({
+          expiresAt: null,
+          scopes: ['*'],
+          metadata: {},
+          createdBy: null,
+        });
+        expect(await upgraded.findByLookup(key.lookup)).toEqual(key);
+        expect(await upgraded.listByOwner(key.ownerId)).toEqual([key]);
+      };
+
+      it('migrate() adds the lifecycle columns; old rows read as never expiring, every scope, no metadata, no creator', async () => {
+        const { fresh, key } = await v1Table();
+        await migrate(engine.db(), { table: fresh });
+        expect(await columnsOf(engine.db(), fresh)).toEqual([
+          ...V1_COLUMNS,
+          'expires_at',
+          'scopes',
+          'metadata',
+          'created_by',
+        ]);
+        await expectV1KeyReadsAsV2(fresh, key);
+        // And the upgraded table takes the whole v2 contract.
+        const upgraded = kyselyStore(engine.db(), { table: fresh });
+        const child = await makeStoredKey({
+          ownerId: key.ownerId,
+          createdBy: key.id,
+          scopes: ['orders:read'],
+          metadata: { z: 1, a: 2 },
+        });
+        expect(await upgraded.insert(child, noCap)).toEqual({ ok: true });
+        expect(await upgraded.update(key.ownerId, key.id, { metadata: { v: 2 } })).toEqual({
+          ...key,
+          metadata: { v: 2 },
+        });
+        expect(await upgraded.deleteTree(key.ownerId, key.id)).toEqual([key.id, child.id]);
+      });
+
+      it("Kysely's Migrator, given both migrations, applies only keyward_0002 to a v1 table", async () => {
+        const { fresh, migrator, key } = await v1Table();
+        const up = await migrator.migrateToLatest();
+        expect(up.error).toBeUndefined();
+        expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
+          [`keyward_0002_lifecycle_${fresh}`, 'Success'],
+        ]);
+        await expectV1KeyReadsAsV2(fresh, key);
+      });
     });
   });
 
@@ -182,6 +299,27 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(JSON.stringify(error) + String(error) + String((error as Error).cause)).not.toContain(
         first.lookup,
       );
+    });
+
+    it("metadata comes back with the host's key order, and strings jsonb would refuse", async () => {
+      // jsonb would sort these keys (shortest first) and reject \u0000 and a lone surrogate.
+      const metadata = { zeta: 1, a: { y: 2, b: 3 }, nul: '\u0000', half: '\ud800', mid: 0.1 };
+      const key = await makeStoredKey({ metadata });
+      await store().insert(key, noCap);
+      const found = await store().findByLookup(key.lookup);
+      expect(JSON.stringify(found?.metadata)).toBe(JSON.stringify(metadata));
+      const updated = await store().update(key.ownerId, key.id, { metadata: { b: 1, a: 2 } });
+      expect(JSON.stringify(updated?.metadata)).toBe('{"b":1,"a":2}');
+    });
+
+    it('update() with no changes returns the key as it is, writing nothing', async () => {
+      const key = await makeStoredKey({ expiresAt: new Date('2030-01-01T00:00:00.000Z') });
+      await store().insert(key, noCap);
+      const s = store();
+      log.reset();
+      expect(await s.update(key.ownerId, key.id, {})).toEqual(key);
+      expect(await s.update(`owner_${suffix()}`, key.id, {})).toBeNull();
+      expect(log.statements.every((statement) => /^\s*select /.test(statement))).toBe(true);
     });
 
     it('recordLastUsed() sends exactly one statement per batch, and none for an empty batch', async () => {

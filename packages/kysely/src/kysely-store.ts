@@ -17,6 +17,8 @@ import {
 
 export interface KyselyStoreOptions extends TableOptions {}
 
+type RollResult = Awaited<ReturnType<KeyStore['roll']>>;
+
 /**
  * The keyward store on Postgres (a server, or PGlite) through the host's Kysely. It opens no
  * connection: it runs on `db`, and ignores `db`'s plugins (a `CamelCasePlugin` would rename
@@ -46,31 +48,53 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     return q.transaction().setIsolationLevel('read committed').execute(work);
   };
 
+  // Serializes the writes that add keys to one owner, or remove a tree of them (not everyone's);
+  // the lock is released at commit, after which the next waiter's fresh READ COMMITTED
+  // snapshot sees what this transaction wrote.
+  const lockOwner = (trx: Kysely<KeywardTables>, ownerId: string) =>
+    sql`select pg_advisory_xact_lock(hashtext(${table}), hashtext(${ownerId}))`.execute(trx);
+
+  /** Inserts `key` unless its owner holds `maxKeysPerOwner` keys; `true` if it did. Run it
+   * holding the owner's lock. */
+  const insertUnderCap = async (
+    trx: Kysely<KeywardTables>,
+    key: StoredKey,
+    maxKeysPerOwner: number,
+  ): Promise<boolean> => {
+    const result = await sql<{ id: string }>`
+      insert into ${t} (id, owner_id, name, lookup, hash, key_prefix, key_suffix, created_at,
+        last_used_at, expires_at, scopes, metadata, created_by)
+      select ${key.id}::text, ${key.ownerId}::text, ${key.name}::text, ${key.lookup}::text,
+        ${key.hash}::text, ${key.keyPrefix}::text, ${key.keySuffix}::text,
+        ${timestamp(key.createdAt)}::timestamptz, ${key.lastUsedAt && timestamp(key.lastUsedAt)}::timestamptz,
+        ${key.expiresAt && timestamp(key.expiresAt)}::timestamptz, ${key.scopes}::text[],
+        ${JSON.stringify(key.metadata)}::json, ${key.createdBy}::text
+      where (select count(*) from ${t} where owner_id = ${key.ownerId}::text) < ${maxKeysPerOwner}::int
+      returning id`.execute(trx);
+    return result.rows.length > 0;
+  };
+
+  /** Runs `write`, turning a unique violation on the id or the lookup into KeyCollisionError. */
+  const mappingCollisions = async <T>(write: () => Promise<T>): Promise<T> => {
+    try {
+      return await write();
+    } catch (error) {
+      const field = collisionField(error, names.primaryKey, names.lookupIndex);
+      // The driver's error is dropped on purpose: its detail quotes the lookup part.
+      if (field) throw new KeyCollisionError(field);
+      throw error;
+    }
+  };
+
   return {
     async insert(key, { maxKeysPerOwner }): Promise<InsertResult> {
-      try {
-        const inserted = await inTransaction(async (trx) => {
-          // Serializes the inserts of one owner (not of everyone); the lock is released at
-          // commit, after which the next waiter's fresh READ COMMITTED snapshot sees this row.
-          await sql`select pg_advisory_xact_lock(hashtext(${table}), hashtext(${key.ownerId}))`.execute(
-            trx,
-          );
-          const result = await sql<{ id: string }>`
-            insert into ${t} (id, owner_id, name, lookup, hash, key_prefix, key_suffix, created_at, last_used_at)
-            select ${key.id}::text, ${key.ownerId}::text, ${key.name}::text, ${key.lookup}::text,
-              ${key.hash}::text, ${key.keyPrefix}::text, ${key.keySuffix}::text,
-              ${timestamp(key.createdAt)}::timestamptz, ${key.lastUsedAt && timestamp(key.lastUsedAt)}::timestamptz
-            where (select count(*) from ${t} where owner_id = ${key.ownerId}::text) < ${maxKeysPerOwner}::int
-            returning id`.execute(trx);
-          return result.rows.length > 0;
-        });
-        return inserted ? { ok: true } : { ok: false, reason: 'limit_reached' };
-      } catch (error) {
-        const field = collisionField(error, names.primaryKey, names.lookupIndex);
-        // The driver's error is dropped on purpose: its detail quotes the lookup part.
-        if (field) throw new KeyCollisionError(field);
-        throw error;
-      }
+      const inserted = await mappingCollisions(() =>
+        inTransaction(async (trx) => {
+          await lockOwner(trx, key.ownerId);
+          return insertUnderCap(trx, key, maxKeysPerOwner);
+        }),
+      );
+      return inserted ? { ok: true } : { ok: false, reason: 'limit_reached' };
     },
 
     async findByLookup(lookup) {
@@ -91,14 +115,34 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
       return rows.map(toStoredKey);
     },
 
-    async rename(ownerId, id, name) {
-      const row = await q
-        .updateTable(table)
-        .set({ name })
-        .where('owner_id', '=', ownerId)
-        .where('id', '=', id)
-        .returning(KEY_COLUMNS)
-        .executeTakeFirst();
+    async update(ownerId, id, changes) {
+      const { name, metadata, expiresAt } = changes;
+      const set = {
+        ...(name !== undefined && { name }),
+        ...(metadata !== undefined && {
+          metadata: sql<KeyRow['metadata']>`${JSON.stringify(metadata)}::json`,
+        }),
+        // least() skips a null (never expires) operand. Evaluated on the row as the UPDATE
+        // finds it, after any concurrent update committed: two racing updates keep the earlier.
+        ...(expiresAt !== undefined && {
+          expires_at: sql<Date>`least(expires_at, ${timestamp(expiresAt)}::timestamptz)`,
+        }),
+      };
+      const row =
+        Object.keys(set).length === 0
+          ? await q
+              .selectFrom(table)
+              .select(KEY_COLUMNS)
+              .where('owner_id', '=', ownerId)
+              .where('id', '=', id)
+              .executeTakeFirst()
+          : await q
+              .updateTable(table)
+              .set(set)
+              .where('owner_id', '=', ownerId)
+              .where('id', '=', id)
+              .returning(KEY_COLUMNS)
+              .executeTakeFirst();
       return row ? toStoredKey(row) : null;
     },
 
@@ -111,6 +155,59 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
         .returning('id')
         .executeTakeFirst();
       return row !== undefined;
+    },
+
+    async deleteTree(ownerId, id) {
+      const deleted = await inTransaction(async (trx) => {
+        // The insert's lock: a key being created by one in the tree either committed before
+        // this statement's snapshot, and goes with the tree, or waits until the tree is gone.
+        await lockOwner(trx, ownerId);
+        // UNION, not UNION ALL: a cycle in created_by (which keyward never writes) ends the
+        // recursion instead of looping.
+        const { rows } = await sql<{ id: string }>`
+          with recursive tree (id) as (
+            select id from ${t} where owner_id = ${ownerId}::text and id = ${id}::text
+            union
+            select k.id from ${t} k join tree on k.created_by = tree.id
+            where k.owner_id = ${ownerId}::text
+          )
+          delete from ${t} where owner_id = ${ownerId}::text and id in (select id from tree)
+          returning id`.execute(trx);
+        return rows.map((row) => row.id);
+      });
+      // DELETE ... RETURNING has no order: the named key first, then the others by id. (A plain
+      // delete racing this one may have taken the named key itself: it is then not listed.)
+      const rest = deleted.filter((deletedId) => deletedId !== id).sort();
+      return deleted.includes(id) ? [id, ...rest] : rest;
+    },
+
+    async roll(ownerId, id, next, { previousExpiresAt, now, maxKeysPerOwner }) {
+      return mappingCollisions(() =>
+        inTransaction(async (trx): Promise<RollResult> => {
+          await lockOwner(trx, ownerId);
+          // FOR UPDATE: a concurrent delete of the old key (which takes no owner lock) waits
+          // for this commit, so the row found here is still there to shorten below.
+          const { rows } = await sql<{ id: string }>`
+            select id from ${t}
+            where owner_id = ${ownerId}::text and id = ${id}::text
+              and (expires_at is null or expires_at > ${timestamp(now)}::timestamptz)
+            for update`.execute(trx);
+          if (rows.length === 0) return { ok: false, reason: 'not_found' };
+          if (!(await insertUnderCap(trx, next, maxKeysPerOwner))) {
+            return { ok: false, reason: 'limit_reached' };
+          }
+          const previous = await trx
+            .updateTable(table)
+            .set({
+              expires_at: sql<Date>`least(expires_at, ${timestamp(previousExpiresAt)}::timestamptz)`,
+            })
+            .where('owner_id', '=', ownerId)
+            .where('id', '=', id)
+            .returning(KEY_COLUMNS)
+            .executeTakeFirstOrThrow();
+          return { ok: true, previous: toStoredKey(previous) };
+        }),
+      );
     },
 
     async recordLastUsed(updates: readonly LastUsedUpdate[]) {
@@ -149,6 +246,11 @@ function toStoredKey(row: KeyRow): StoredKey {
     keySuffix: row.key_suffix,
     createdAt: toDate(row.created_at),
     lastUsedAt: row.last_used_at === null ? null : toDate(row.last_used_at),
+    expiresAt: row.expires_at === null ? null : toDate(row.expires_at),
+    scopes: row.scopes,
+    // A host whose driver is told to leave json as text still gets an object.
+    metadata: typeof row.metadata === 'string' ? JSON.parse(row.metadata) : row.metadata,
+    createdBy: row.created_by,
   };
 }
 

@@ -41,10 +41,39 @@ async function createKeyTable(db: AnyKysely, names: TableNames): Promise<void> {
 }
 
 /**
- * Creates keyward's table and indexes, for hosts that do not run Kysely's `Migrator`.
- * Idempotent, and safe to call from every instance at boot: concurrent calls queue on an
- * advisory lock, because concurrent `CREATE TABLE IF NOT EXISTS` can still fail in Postgres.
- * Given a transaction, it runs inside it.
+ * Adds the lifecycle columns (v2) unless they exist. Rows written before read as a key that
+ * never expires, holds every scope, has empty metadata and was made by the host's code: the
+ * defaults are constants, so Postgres records them once instead of rewriting the table.
+ */
+async function addLifecycleColumns(db: AnyKysely, names: TableNames): Promise<void> {
+  const t = sql.table(names.table);
+  // scopes: text[], a flat list of short tokens; SQL can test one with `= any(scopes)`.
+  // metadata: json rather than jsonb. jsonb reorders an object's keys (shortest first) and
+  // refuses some strings JSON.stringify writes ("\u0000", lone surrogates); json keeps the
+  // host's text as given, and keyward never queries inside it.
+  await sql`
+    alter table ${t}
+      add column if not exists expires_at timestamptz,
+      add column if not exists scopes text[] not null default '{*}',
+      add column if not exists metadata json not null default '{}',
+      add column if not exists created_by text collate "C"`.execute(db);
+  // The cascade's step from a key to the keys it created. Partial: keys made by the host's
+  // code (created_by null) are most keys, and never a step of it.
+  await db.schema
+    .createIndex(names.createdByIndex)
+    .ifNotExists()
+    .on(names.table)
+    .columns(['owner_id', 'created_by'])
+    .where(sql.ref('created_by'), 'is not', null)
+    .execute();
+}
+
+/**
+ * Creates keyward's table and indexes, or brings a table an older version created up to date,
+ * for hosts that do not run Kysely's `Migrator`. Idempotent, and safe to call from every
+ * instance at boot: concurrent calls queue on an advisory lock, because concurrent
+ * `CREATE TABLE IF NOT EXISTS` can still fail in Postgres. Given a transaction, it runs
+ * inside it.
  */
 export async function migrate(db: AnyKysely, options: TableOptions = {}): Promise<void> {
   const names = tableNames(options);
@@ -53,6 +82,7 @@ export async function migrate(db: AnyKysely, options: TableOptions = {}): Promis
       trx,
     );
     await createKeyTable(trx, names);
+    await addLifecycleColumns(trx, names);
   };
   const executor = db.withoutPlugins();
   if (executor.isTransaction) await run(executor);
@@ -70,6 +100,18 @@ export function keywardMigrationProvider(options: TableOptions = {}): MigrationP
     [`keyward_0001_create_${names.table}`]: {
       up: (db) => createKeyTable(db.withoutPlugins(), names),
       down: (db) => db.withoutPlugins().schema.dropTable(names.table).ifExists().execute(),
+    },
+    [`keyward_0002_lifecycle_${names.table}`]: {
+      up: (db) => addLifecycleColumns(db.withoutPlugins(), names),
+      // Dropping created_by drops its index too.
+      down: async (db) => {
+        await sql`
+          alter table ${sql.table(names.table)}
+            drop column if exists expires_at,
+            drop column if exists scopes,
+            drop column if exists metadata,
+            drop column if exists created_by`.execute(db.withoutPlugins());
+      },
     },
   };
   return { getMigrations: async () => migrations };

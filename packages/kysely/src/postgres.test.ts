@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { KeyStore } from '@keyward/core';
-import { describeCap, serviceUnavailable } from '@keyward/testing';
+import { describeCap, makeStoredKey, serviceUnavailable } from '@keyward/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,6 +99,39 @@ describe.skipIf(!available)('Postgres server', () => {
       },
       { createPeers: repeatableRead },
     );
+  });
+
+  it('deleteTree() waits for a key being created by one in the tree, and deletes it too', async () => {
+    const store = kyselyStore(db, { table });
+    const root = await makeStoredKey();
+    await store.insert(root, { maxKeysPerOwner: 100 });
+    const child = await makeStoredKey({ ownerId: root.ownerId, createdBy: root.id });
+    // A create in flight on another connection: inserted, not yet committed.
+    let commit = () => {};
+    const committing = new Promise<void>((resolve) => {
+      commit = resolve;
+    });
+    let inserted = () => {};
+    const insertedYet = new Promise<void>((resolve) => {
+      inserted = resolve;
+    });
+    const creating = db.transaction().execute(async (trx) => {
+      await kyselyStore(trx, { table }).insert(child, { maxKeysPerOwner: 100 });
+      inserted();
+      await committing;
+    });
+    await insertedYet;
+    const cascade = store.deleteTree(root.ownerId, root.id);
+    // Without the owner's lock the cascade would finish here, its snapshot blind to the child.
+    const early = await Promise.race([
+      cascade.then(() => 'finished'),
+      new Promise((resolve) => setTimeout(resolve, 500, 'waiting')),
+    ]);
+    commit();
+    await creating;
+    expect(early).toBe('waiting');
+    expect(await cascade).toEqual([root.id, child.id]);
+    expect(await store.findByLookup(child.lookup)).toBeNull();
   });
 
   it('a dropped listen connection reports to onError, and never crashes the process', async () => {

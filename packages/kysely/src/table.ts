@@ -1,3 +1,4 @@
+import type { StoredKey } from '@keyward/core';
 import type { Kysely } from 'kysely';
 
 /** The table a store uses when the host names none. */
@@ -22,6 +23,7 @@ export interface TableNames {
   primaryKey: string;
   lookupIndex: string;
   ownerIndex: string;
+  createdByIndex: string;
 }
 
 export function tableNames(options: TableOptions = {}): TableNames {
@@ -36,6 +38,7 @@ export function tableNames(options: TableOptions = {}): TableNames {
     primaryKey: `${table}_pkey`,
     lookupIndex: `${table}_lookup_key`,
     ownerIndex: `${table}_owner_created_idx`,
+    createdByIndex: `${table}_created_by_idx`,
   };
 }
 
@@ -50,6 +53,11 @@ export interface KeyRow {
   key_suffix: string;
   created_at: Date;
   last_used_at: Date | null;
+  expires_at: Date | null;
+  scopes: string[];
+  /** A `json` column: the drivers parse it, with the host's key order kept. */
+  metadata: StoredKey['metadata'];
+  created_by: string | null;
 }
 
 /** The database as the store sees it: whatever the table is called, it holds `KeyRow`s. */
@@ -65,6 +73,10 @@ export const KEY_COLUMNS = [
   'key_suffix',
   'created_at',
   'last_used_at',
+  'expires_at',
+  'scopes',
+  'metadata',
+  'created_by',
 ] as const satisfies readonly (keyof KeyRow)[];
 
 /**

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describeStoreConformance, makeStoredKey, serviceUnavailable } from '@keyward/testing';
 import { afterAll, describe, expect, it } from 'vitest';
+import { describeOwnerIdEscaping } from './escaping-suite.js';
 import { redisStore } from './redis-store.js';
 import { startRedisCluster, type TestRedisCluster } from './test-cluster.js';
 import {
@@ -43,6 +44,7 @@ if (!cluster) {
   describeNoOrphans('redis (cluster)', () => cluster.client());
   describeContention('redis (cluster)', () => cluster.client());
   describeBusDelivery('redis (cluster)', () => cluster.client());
+  describeOwnerIdEscaping('redis (cluster)', () => cluster.client());
 
   describe('redis (cluster): layout', () => {
     it("keeps each owner's keys in one slot, owners spread over several slots", async () => {

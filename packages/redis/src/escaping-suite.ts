@@ -10,7 +10,7 @@ import { deleteNamespace, namespaceKeys, randomNamespace } from './test-support.
 export const WHITESPACE_OWNERS = ['a\tb', 'a\nb', 'a b', 'a\rb', 'a\u00a0b', 'a\u2028b'];
 
 /**
- * Test fixture: writes a key exactly as redisStore did up to 0.1.0, which escaped only
+ * Test fixture: writes a key exactly as the first redisStore layout did, which escaped only
  * `%`, `{`, `}` and the space, and left a tab or newline raw in key names and index values.
  */
 export async function writeFirstLayout(

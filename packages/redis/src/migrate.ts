@@ -18,9 +18,9 @@ export interface MigrateRedisStoreResult {
 }
 
 /**
- * Brings the keys an earlier version of `redisStore` wrote up to the current layout. Up to
- * 0.1.0 an owner or key id holding a tab, newline or other whitespace (anything but the
- * plain space) or a control character was written raw into key names and index values;
+ * Brings the keys an earlier version of `redisStore` wrote up to the current layout. The
+ * first layout wrote an owner or key id holding a tab, newline or other whitespace (anything but the
+ * plain space) or a control character raw into key names and index values;
  * the store now escapes them (see `escapePart`), so such an owner's keys sit under names
  * the store no longer reads. Ids without those characters have the same names in both
  * layouts and are left alone, so on most stores this changes nothing.

@@ -19,10 +19,10 @@ export interface MigrateRedisStoreResult {
 
 /**
  * Brings the keys an earlier version of `redisStore` wrote up to the current layout. The
- * first layout wrote an owner or key id holding a tab, newline or other whitespace (anything but the
- * plain space) or a control character raw into key names and index values;
- * the store now escapes them (see `escapePart`), so such an owner's keys sit under names
- * the store no longer reads. Ids without those characters have the same names in both
+ * first layout wrote an owner or key id holding a tab, newline or other whitespace (all
+ * but the plain space) or a control character raw into key names and index values; the
+ * store now escapes them (see `escapePart`), so such an owner's keys sit under names the
+ * store no longer reads. Ids without those characters have the same names in both
  * layouts and are left alone, so on most stores this changes nothing.
  *
  * Run it once after upgrading, before the upgraded instances serve (and after no older one

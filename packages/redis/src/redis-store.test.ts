@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { createKeyService } from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { type Command, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeOwnerIdEscaping, writeFirstLayout } from './escaping-suite.js';
 import { migrateRedisStore } from './migrate.js';
 import { redisStore } from './redis-store.js';
 import * as scripts from './scripts.js';
+import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
 import {
   countCommands,
   countSocketWrites,
@@ -324,6 +325,10 @@ if (!reachable) {
       await expect(
         store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),
       ).rejects.toThrow();
+      await expect(store.check()).rejects.toThrow();
+      await expect(createKeyService({ store }).ready()).rejects.toMatchObject({
+        name: 'StoreUnavailableError',
+      });
       down.disconnect();
     });
   });

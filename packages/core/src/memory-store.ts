@@ -91,5 +91,8 @@ export function memoryStore(): MemoryStore {
         }
       }
     },
+
+    /** Nothing to reach and nothing to set up: always ready. */
+    async check() {},
   } satisfies MemoryStore;
 }

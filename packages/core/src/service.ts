@@ -17,6 +17,7 @@ import {
 import { PositiveCache } from './positive-cache.js';
 import { Semaphore } from './semaphore.js';
 import { KeyCollisionError, type StoredKey } from './store.js';
+import { checkStore } from './store-check.js';
 
 /** A key as its owner sees it: metadata and the masked ends, never the secret. */
 export interface ApiKey {
@@ -292,6 +293,7 @@ export function createKeyService(options: KeyServiceOptions) {
 
     /** Resolves once the invalidation bus (if any) is listening. */
     async ready(): Promise<void> {
+      await checkStore(store, o.storeTimeoutMs);
       await subscription;
     },
 

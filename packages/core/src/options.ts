@@ -16,6 +16,11 @@ export interface KeyServiceOptions {
   prefix?: string;
   /** Most keys one account may hold. @default 100 */
   maxKeysPerOwner?: number;
+  /** Renames one account may make per minute on this instance; past this, `rate_limited`
+   * (429, with Retry-After). Each rename drops the key from every instance's cache, so an
+   * account renaming in a loop would otherwise keep the bus and the caches churning.
+   * @default 60 */
+  maxRenamesPerMinute?: number;
   /** argon2id cost. @default OWASP: { memoryCost: 19456, timeCost: 2, parallelism: 1 } */
   argon2?: Argon2Options;
   /** Verified keys kept in memory, so a warm request touches neither store nor argon2. */
@@ -89,6 +94,7 @@ export function resolveOptions(options: KeyServiceOptions) {
     store: options.store,
     prefix,
     maxKeysPerOwner: positiveInt('maxKeysPerOwner', options.maxKeysPerOwner, 100),
+    maxRenamesPerMinute: positiveInt('maxRenamesPerMinute', options.maxRenamesPerMinute, 60),
     argon2: { ...OWASP_ARGON2, ...options.argon2 },
     cacheMax: positiveInt('cache.max', options.cache?.max, 10_000),
     cacheTtlMs: positiveInt('cache.ttlMs', options.cache?.ttlMs, 60_000),

@@ -5,6 +5,7 @@ import type { InvalidationEvent } from './bus.js';
 import { withDeadline } from './deadline.js';
 import { KeywardError } from './errors.js';
 import { hashKey, verifyKeyHash } from './hashing.js';
+import { InvalidationLog } from './invalidation-log.js';
 import { BODY_LENGTH, generateKey, generateKeyId, parseKey } from './key-format.js';
 import { LastUsedWriter, latest } from './last-used.js';
 import { normalizeKeyName } from './names.js';
@@ -14,6 +15,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { OwnerLimit } from './owner-limit.js';
 import { PositiveCache } from './positive-cache.js';
 import { Semaphore } from './semaphore.js';
 import { KeyCollisionError, type StoredKey } from './store.js';
@@ -46,6 +48,22 @@ export interface AuthenticatedKey {
 export type VerifyResult = VerifiedResult | { ok: false; reason: InvalidKeyReason };
 type VerifiedResult = { ok: true; key: AuthenticatedKey };
 
+/** A verification's result, and whether its key was invalidated while it ran. */
+interface Outcome {
+  result: VerifyResult;
+  stale: boolean;
+}
+
+/** A cold verification in flight, and the invalidation sequence number it started at. */
+interface Verification {
+  outcome: Promise<Outcome>;
+  startedAt: number;
+}
+
+function refusal(reason: InvalidKeyReason): Outcome {
+  return { result: { ok: false, reason }, stale: false };
+}
+
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
 /** Tries at removing a key whose create timed out but landed (backoff up to 30 s: about
@@ -53,6 +71,11 @@ const MAX_OWNER_ID_LENGTH = 255;
 const ORPHAN_DELETE_ATTEMPTS = 12;
 /** How many fresh ids and lookup parts to try when a store reports a collision. */
 const INSERT_ATTEMPTS = 3;
+/** Keys whose last invalidation is remembered while verifications are in flight; past
+ * this, the oldest go and verifications that started before them are not cached. */
+const INVALIDATION_LOG_MAX = 10_000;
+/** Accounts whose renames in the current minute are counted. */
+const RENAME_WINDOW_OWNERS = 10_000;
 
 export type KeyService = ReturnType<typeof createKeyService>;
 
@@ -99,16 +122,18 @@ export function createKeyService(options: KeyServiceOptions) {
     max: o.negativeCacheMax,
     ttl: o.cooldownMs,
   });
-  const inFlight = new Map<string, Promise<VerifyResult>>();
+  const renames = new OwnerLimit(o.maxRenamesPerMinute, 60_000, RENAME_WINDOW_OWNERS);
+  const inFlight = new Map<string, Verification>();
+  // Verifications running, in inFlight or not: while there are none, the invalidation log
+  // has nobody to answer and is emptied.
+  let running = 0;
+  const invalidations = new InvalidationLog(INVALIDATION_LOG_MAX);
   let refusalTokens = o.refusalsPerSecond;
   let refusalsRefilledAt = performance.now();
-  // Bumped by every invalidation: a verification that started before one may have read
-  // a record that no longer holds, so its result is not cached.
-  let epoch = 0;
 
+  /** Per key: a verification in flight of another key is still cached. */
   function invalidateLocally(keyId: string): void {
-    epoch++;
-    inFlight.clear();
+    invalidations.record(keyId);
     verified.deleteKey(keyId);
   }
 
@@ -160,14 +185,17 @@ export function createKeyService(options: KeyServiceOptions) {
     if (knownBad) {
       result = { ok: false, reason: knownBad };
     } else {
-      let pending = inFlight.get(digest);
-      if (!pending) {
-        pending = verifyCold(rawKey, parsed.lookup, digest).finally(() => {
-          if (inFlight.get(digest) === pending) inFlight.delete(digest);
-        });
-        inFlight.set(digest, pending);
+      const arrivedAt = invalidations.seq;
+      let verification = joinOrStart(rawKey, parsed.lookup, digest, 0);
+      let outcome = await verification.outcome;
+      // Joined a verification that started before some invalidation this request arrived
+      // after, and it was of this very key: the record it read may predate a revoke. Once
+      // more from the store; that one starts after the invalidation, so once is enough.
+      if (outcome.stale && verification.startedAt < arrivedAt) {
+        verification = joinOrStart(rawKey, parsed.lookup, digest, arrivedAt);
+        outcome = await verification.outcome;
       }
-      result = await pending;
+      result = outcome.result;
     }
     if (result.ok) {
       lastUsed.record(result.key.id, o.nowMs());
@@ -182,15 +210,42 @@ export function createKeyService(options: KeyServiceOptions) {
     return result;
   }
 
-  async function verifyCold(rawKey: string, lookup: string, digest: string): Promise<VerifyResult> {
-    const startEpoch = epoch;
+  /** The verification of `digest` in flight if it started at `minSeq` or later, else a new
+   * one. Concurrent requests for one cold key share one store read and one argon2 run. */
+  function joinOrStart(
+    rawKey: string,
+    lookup: string,
+    digest: string,
+    minSeq: number,
+  ): Verification {
+    const current = inFlight.get(digest);
+    if (current && current.startedAt >= minSeq) return current;
+    const startedAt = invalidations.seq;
+    running++;
+    const verification: Verification = {
+      startedAt,
+      outcome: verifyCold(rawKey, lookup, digest, startedAt).finally(() => {
+        if (inFlight.get(digest) === verification) inFlight.delete(digest);
+        if (--running === 0) invalidations.clear();
+      }),
+    };
+    inFlight.set(digest, verification);
+    return verification;
+  }
+
+  async function verifyCold(
+    rawKey: string,
+    lookup: string,
+    digest: string,
+    startedAt: number,
+  ): Promise<Outcome> {
     if ((failures.get(lookup)?.count ?? 0) >= o.maxFailures) {
-      return { ok: false, reason: 'too_many_failures' };
+      return refusal('too_many_failures');
     }
     const record = await callStore(() => store.findByLookup(lookup));
     if (!record) {
       refused.set(digest, 'unknown_key');
-      return { ok: false, reason: 'unknown_key' };
+      return refusal('unknown_key');
     }
     // An attempt counts against the lookup's budget from the moment it is admitted, not
     // only once argon2 has said no: otherwise a burst of wrong secrets for one lookup
@@ -202,7 +257,7 @@ export function createKeyService(options: KeyServiceOptions) {
       budget = { count: 0 };
       failures.set(lookup, budget);
     }
-    if (budget.count >= o.maxFailures) return { ok: false, reason: 'too_many_failures' };
+    if (budget.count >= o.maxFailures) return refusal('too_many_failures');
     budget.count++;
     let matches: boolean;
     try {
@@ -213,12 +268,15 @@ export function createKeyService(options: KeyServiceOptions) {
     }
     if (!matches) {
       refused.set(digest, 'wrong_secret');
-      return { ok: false, reason: 'wrong_secret' };
+      return refusal('wrong_secret');
     }
     release(lookup, budget);
     const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
-    if (epoch === startEpoch) verified.set(digest, result, o.nowMs());
-    return result;
+    // The record was read before an invalidation of this key: not cached, and not for a
+    // request that arrived after it (see verifyUncached).
+    const stale = invalidations.since(record.id, startedAt);
+    if (!stale) verified.set(digest, result, o.nowMs());
+    return { result, stale };
   }
 
   /** A token bucket of immediate refusals: `refusalsPerSecond` a second, as many at once. */
@@ -341,11 +399,14 @@ export function createKeyService(options: KeyServiceOptions) {
       return records.map(toApiKey);
     },
 
-    /** The renamed key, or `null` if the account has no key with that id. */
+    /** The renamed key, or `null` if the account has no key with that id. Throws
+     * `rate_limited` past `maxRenamesPerMinute` for the account. */
     async rename(ownerId: string, id: string, name: unknown): Promise<ApiKey | null> {
       assertOwnerId(ownerId);
       const cleanName = normalizeKeyName(name);
       if (!isKeyId(id)) return null;
+      const retryAfter = renames.take(ownerId);
+      if (retryAfter !== undefined) throw new KeywardError('rate_limited', { retryAfter });
       const record = await callStore(() => store.rename(ownerId, id, cleanName));
       if (!record) return null;
       invalidateLocally(id);

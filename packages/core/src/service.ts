@@ -154,6 +154,18 @@ export function createKeyService(options: KeyServiceOptions) {
     await o.bus.publish(event).catch(o.onError);
   }
 
+  /** A key that is gone from the store: out of every cache, its pending lastUsedAt too. */
+  async function dropRevoked(keyId: string): Promise<void> {
+    lastUsed.forget(keyId);
+    await dropEverywhere(keyId);
+  }
+
+  /** Out of this instance's caches and, through the bus, every other's. */
+  async function dropEverywhere(keyId: string): Promise<void> {
+    invalidateLocally(keyId);
+    await publish({ type: 'revoked', keyId });
+  }
+
   /**
    * The guard's hot path. A cache hit costs one SHA-256 and one Map read: the positive
    * cache holds only keys that were parsed and verified, under the digest of the exact
@@ -420,11 +432,24 @@ export function createKeyService(options: KeyServiceOptions) {
     async revoke(ownerId: string, id: string): Promise<boolean> {
       assertOwnerId(ownerId);
       if (!isKeyId(id)) return false;
-      const deleted = await callStore(() => store.delete(ownerId, id));
+      let deleted: boolean;
+      try {
+        deleted = await callStore(
+          () => store.delete(ownerId, id),
+          // Landed after the caller was answered: a verification since may have cached it
+          // again, here or elsewhere.
+          (late) => {
+            if (late) void dropRevoked(id);
+          },
+        );
+      } catch (error) {
+        // The delete may have landed (an answer lost) or still land (a timeout): the key
+        // leaves every cache now rather than live on wherever it was cached.
+        await dropEverywhere(id);
+        throw error;
+      }
       if (!deleted) return false;
-      invalidateLocally(id);
-      lastUsed.forget(id);
-      await publish({ type: 'revoked', keyId: id });
+      await dropRevoked(id);
       return true;
     },
 

@@ -43,8 +43,14 @@ export interface KeyServiceOptions {
   verification?: {
     /** argon2 verifications running at once. @default os.availableParallelism() */
     maxConcurrent?: number;
-    /** Verifications waiting for a slot; past this, `service_unavailable`. @default 64 */
+    /** Verifications waiting for a slot; past this, `service_unavailable`. Hashes for new
+     * keys wait in a queue of their own, as long. @default 64 */
     maxQueue?: number;
+    /** How many of the `maxConcurrent` slots hashes for new keys (`create`) may hold at
+     * once. Verifications go first for a freed slot, and each account hashes one key at a
+     * time, so a burst of creates cannot starve verification. Never more than
+     * `maxConcurrent`. @default half of maxConcurrent, at least 1 */
+    maxConcurrentHashes?: number;
     /** Wrong secrets for one lookup part before it is refused for `cooldownMs` without
      * running argon2. @default 10 */
     maxFailures?: number;
@@ -90,6 +96,11 @@ export function resolveOptions(options: KeyServiceOptions) {
     );
   }
   const now = options.now;
+  const maxConcurrent = positiveInt(
+    'verification.maxConcurrent',
+    options.verification?.maxConcurrent,
+    availableParallelism(),
+  );
   return {
     store: options.store,
     prefix,
@@ -100,10 +111,14 @@ export function resolveOptions(options: KeyServiceOptions) {
     cacheTtlMs: positiveInt('cache.ttlMs', options.cache?.ttlMs, 60_000),
     negativeCacheMax: positiveInt('negativeCache.max', options.negativeCache?.max, 10_000),
     negativeCacheTtlMs: positiveInt('negativeCache.ttlMs', options.negativeCache?.ttlMs, 10_000),
-    maxConcurrent: positiveInt(
-      'verification.maxConcurrent',
-      options.verification?.maxConcurrent,
-      availableParallelism(),
+    maxConcurrent,
+    maxConcurrentHashes: Math.min(
+      maxConcurrent,
+      positiveInt(
+        'verification.maxConcurrentHashes',
+        options.verification?.maxConcurrentHashes,
+        Math.max(1, Math.floor(maxConcurrent / 2)),
+      ),
     ),
     maxQueue: nonNegativeInt('verification.maxQueue', options.verification?.maxQueue, 64),
     maxFailures: positiveInt('verification.maxFailures', options.verification?.maxFailures, 10),

@@ -98,7 +98,9 @@ export type KeyService = ReturnType<typeof createKeyService>;
 export function createKeyService(options: KeyServiceOptions) {
   const o = resolveOptions(options);
   const { store } = o;
-  const argon2Slots = new Semaphore(o.maxConcurrent, o.maxQueue);
+  const argon2Slots = new Semaphore(o.maxConcurrent, o.maxQueue, o.maxConcurrentHashes);
+  // Per account, the create in progress (settled, never rejecting): the next one waits.
+  const creating = new Map<string, Promise<void>>();
   const lastUsed = new LastUsedWriter(
     store,
     o.lastUsedFlushIntervalMs,
@@ -291,6 +293,61 @@ export function createKeyService(options: KeyServiceOptions) {
     return { result, stale };
   }
 
+  /** `create`, the account's turn come. The cap is checked before hashing, so an account
+   * at its cap costs one store read per create, not an argon2 hash on the shared slots;
+   * the store's atomic insert stays the authority (another instance may be creating too). */
+  async function createKey(ownerId: string, cleanName: string): Promise<CreatedApiKey> {
+    // listByOwner rather than a store method of its own: at most maxKeysPerOwner records,
+    // read by the owner index, on the management path; a create already reads and writes
+    // the store.
+    const held = await callStore(() => store.listByOwner(ownerId));
+    if (held.length >= o.maxKeysPerOwner) throw new KeywardError('key_limit_reached');
+    for (let attempt = 1; ; attempt++) {
+      const generated = generateKey(o.prefix);
+      const record: StoredKey = {
+        id: generateKeyId(),
+        ownerId,
+        name: cleanName,
+        lookup: generated.lookup,
+        hash: await argon2Slots.runLow(() => hashKey(generated.rawKey, o.argon2)),
+        keyPrefix: generated.keyPrefix,
+        keySuffix: generated.keySuffix,
+        createdAt: o.now(),
+        lastUsedAt: null,
+      };
+      try {
+        const result = await callStore(
+          () => store.insert(record, { maxKeysPerOwner: o.maxKeysPerOwner }),
+          // The caller was told the create failed, so nobody holds this raw key: remove
+          // the row rather than leave a key that counts against the cap forever.
+          (late) => {
+            if (late.ok) removeOrphan(ownerId, record.id);
+          },
+        );
+        if (!result.ok) throw new KeywardError('key_limit_reached');
+        return { ...toApiKey(record), rawKey: generated.rawKey };
+      } catch (error) {
+        if (!(error instanceof KeyCollisionError)) throw error;
+        if (attempt >= INSERT_ATTEMPTS) throw unavailable(error);
+      }
+    }
+  }
+
+  /** Runs `task` once the account's previous create has settled: an account holds at most
+   * one hashing slot, and its cap check sees its previous create's insert. */
+  function oneAtATime<T>(ownerId: string, task: () => Promise<T>): Promise<T> {
+    const result = (creating.get(ownerId) ?? Promise.resolve()).then(task);
+    const settled = result.then(
+      () => {},
+      () => {},
+    );
+    creating.set(ownerId, settled);
+    void settled.then(() => {
+      if (creating.get(ownerId) === settled) creating.delete(ownerId);
+    });
+    return result;
+  }
+
   /** A token bucket of immediate refusals: `refusalsPerSecond` a second, as many at once. */
   function takeRefusalToken(now: number): boolean {
     refusalTokens = Math.min(
@@ -373,35 +430,7 @@ export function createKeyService(options: KeyServiceOptions) {
     async create(ownerId: string, name: unknown): Promise<CreatedApiKey> {
       assertOwnerId(ownerId);
       const cleanName = normalizeKeyName(name);
-      for (let attempt = 1; ; attempt++) {
-        const generated = generateKey(o.prefix);
-        const record: StoredKey = {
-          id: generateKeyId(),
-          ownerId,
-          name: cleanName,
-          lookup: generated.lookup,
-          hash: await argon2Slots.run(() => hashKey(generated.rawKey, o.argon2)),
-          keyPrefix: generated.keyPrefix,
-          keySuffix: generated.keySuffix,
-          createdAt: o.now(),
-          lastUsedAt: null,
-        };
-        try {
-          const result = await callStore(
-            () => store.insert(record, { maxKeysPerOwner: o.maxKeysPerOwner }),
-            // The caller was told the create failed, so nobody holds this raw key: remove
-            // the row rather than leave a key that counts against the cap forever.
-            (late) => {
-              if (late.ok) removeOrphan(ownerId, record.id);
-            },
-          );
-          if (!result.ok) throw new KeywardError('key_limit_reached');
-          return { ...toApiKey(record), rawKey: generated.rawKey };
-        } catch (error) {
-          if (!(error instanceof KeyCollisionError)) throw error;
-          if (attempt >= INSERT_ATTEMPTS) throw unavailable(error);
-        }
-      }
+      return oneAtATime(ownerId, () => createKey(ownerId, cleanName));
     },
 
     /** An account's keys, newest first, with lastUsedAt as this instance knows it. */

@@ -54,8 +54,14 @@ export interface KeyServiceOptions {
     /** Wrong secrets for one lookup part before it is refused for `cooldownMs` without
      * running argon2. @default 10 */
     maxFailures?: number;
-    /** @default 60000 */
+    /** How long a lookup part stays refused once over `maxFailures`, counted from its
+     * first failure. @default 60000 */
     cooldownMs?: number;
+    /** During a cooldown, one attempt per lookup part is still let through this often, and
+     * a key this instance has verified before for that lookup part always is: whoever
+     * knows a key's lookup part (the first characters of the key) cannot lock its owner
+     * out for good by sending wrong secrets. @default 2000 */
+    probeIntervalMs?: number;
     /** Refusals of well-formed keys (unknown, wrong secret, revoked, over the failure
      * budget) answered at once, per second, with a burst of as many. Past this rate, each
      * further one waits `failureDelayMs`: see there. @default 100 */
@@ -123,6 +129,11 @@ export function resolveOptions(options: KeyServiceOptions) {
     maxQueue: nonNegativeInt('verification.maxQueue', options.verification?.maxQueue, 64),
     maxFailures: positiveInt('verification.maxFailures', options.verification?.maxFailures, 10),
     cooldownMs: positiveInt('verification.cooldownMs', options.verification?.cooldownMs, 60_000),
+    probeIntervalMs: positiveInt(
+      'verification.probeIntervalMs',
+      options.verification?.probeIntervalMs,
+      2000,
+    ),
     refusalsPerSecond: positiveInt(
       'verification.refusalsPerSecond',
       options.verification?.refusalsPerSecond,

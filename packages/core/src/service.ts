@@ -60,6 +60,13 @@ interface Verification {
   startedAt: number;
 }
 
+/** Attempts at one lookup part in flight or failed, and when its last probe went through
+ * (or, before any, when the budget began). */
+interface FailureBudget {
+  count: number;
+  probedAt: number;
+}
+
 function refusal(reason: InvalidKeyReason): Outcome {
   return { result: { ok: false, reason }, stale: false };
 }
@@ -120,10 +127,14 @@ export function createKeyService(options: KeyServiceOptions) {
     max: o.negativeCacheMax,
     ttl: o.negativeCacheTtlMs,
   });
-  const failures = new LRUCache<string, { count: number }>({
+  const failures = new LRUCache<string, FailureBudget>({
     max: o.negativeCacheMax,
     ttl: o.cooldownMs,
   });
+  // Lookup part → digest of the key last verified with it: that key passes the lookup's
+  // cooldown, since nobody else can present it. Bounded like the positive cache, and only
+  // verified keys get in.
+  const knownGood = new LRUCache<string, string>({ max: o.cacheMax });
   const renames = new OwnerLimit(o.maxRenamesPerMinute, 60_000, RENAME_WINDOW_OWNERS);
   const inFlight = new Map<string, Verification>();
   // Verifications running, in inFlight or not: while there are none, the invalidation log
@@ -253,8 +264,12 @@ export function createKeyService(options: KeyServiceOptions) {
     digest: string,
     startedAt: number,
   ): Promise<Outcome> {
-    if ((failures.get(lookup)?.count ?? 0) >= o.maxFailures) {
-      return refusal('too_many_failures');
+    // Admitted past a spent budget (the known key, or this interval's probe).
+    let pastBudget = false;
+    const early = failures.get(lookup);
+    if (early && early.count >= o.maxFailures) {
+      if (!mayPassCooldown(lookup, digest, early)) return refusal('too_many_failures');
+      pastBudget = true;
     }
     const record = await callStore(() => store.findByLookup(lookup));
     if (!record) {
@@ -268,10 +283,12 @@ export function createKeyService(options: KeyServiceOptions) {
     // lose once those attempts had failed.
     let budget = failures.get(lookup);
     if (!budget) {
-      budget = { count: 0 };
+      budget = { count: 0, probedAt: performance.now() };
       failures.set(lookup, budget);
     }
-    if (budget.count >= o.maxFailures) return refusal('too_many_failures');
+    if (budget.count >= o.maxFailures && !pastBudget && !mayPassCooldown(lookup, digest, budget)) {
+      return refusal('too_many_failures');
+    }
     budget.count++;
     let matches: boolean;
     try {
@@ -285,6 +302,7 @@ export function createKeyService(options: KeyServiceOptions) {
       return refusal('wrong_secret');
     }
     release(lookup, budget);
+    knownGood.set(lookup, digest);
     const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
     // The record was read before an invalidation of this key: not cached, and not for a
     // request that arrived after it (see verifyUncached).
@@ -348,6 +366,18 @@ export function createKeyService(options: KeyServiceOptions) {
     return result;
   }
 
+  /** Whether an attempt at a lookup part over its failure budget goes on: the key last
+   * verified with it does, and so does one attempt per `probeIntervalMs` (which it takes).
+   * Flood protection stays (one argon2 run per interval per lookup part), but a lockout
+   * cannot shut the real key out for the whole cooldown. */
+  function mayPassCooldown(lookup: string, digest: string, budget: FailureBudget): boolean {
+    if (knownGood.get(lookup) === digest) return true;
+    const now = performance.now();
+    if (now - budget.probedAt < o.probeIntervalMs) return false;
+    budget.probedAt = now;
+    return true;
+  }
+
   /** A token bucket of immediate refusals: `refusalsPerSecond` a second, as many at once. */
   function takeRefusalToken(now: number): boolean {
     refusalTokens = Math.min(
@@ -362,7 +392,7 @@ export function createKeyService(options: KeyServiceOptions) {
 
   /** Gives back an attempt that did not fail; an entry left at zero goes, so valid keys do
    * not crowd failing lookups out of the bounded failure cache. */
-  function release(lookup: string, budget: { count: number }): void {
+  function release(lookup: string, budget: FailureBudget): void {
     if (--budget.count <= 0 && failures.get(lookup) === budget) failures.delete(lookup);
   }
 

@@ -5,7 +5,11 @@ import { Semaphore } from './semaphore.js';
 function task(log: string[], name: string) {
   let finish = () => {};
   const done = new Promise<void>((resolve) => (finish = resolve));
-  return { run: async () => (log.push(name), done), finish: () => finish() };
+  const run = async () => {
+    log.push(name);
+    await done;
+  };
+  return { run, finish: () => finish() };
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));

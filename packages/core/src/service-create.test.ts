@@ -29,7 +29,10 @@ function mostAtOnce(runs: ReadonlyArray<{ start: number; end: number }>): number
   edges.sort((a, b) => a.at - b.at || a.d - b.d);
   let now = 0;
   let most = 0;
-  for (const e of edges) most = Math.max(most, (now += e.d));
+  for (const e of edges) {
+    now += e.d;
+    most = Math.max(most, now);
+  }
   return most;
 }
 

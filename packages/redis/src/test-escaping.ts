@@ -45,7 +45,7 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
       const namespace = randomNamespace();
       const service = createKeyService({
         store: redisStore(client, { namespace }),
-        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
         lastUsedFlushIntervalMs: 60_000,
       });
       try {

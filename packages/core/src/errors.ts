@@ -22,6 +22,7 @@ export const errorCodes = {
     status: 415,
     message: 'The request body must be application/json (UTF-8).',
   },
+  rate_limited: { status: 429, message: 'Too many requests. Retry later.' },
   service_unavailable: {
     status: 503,
     message: 'The service is temporarily unavailable. Retry later.',
@@ -44,7 +45,8 @@ export class KeywardError extends Error {
   override readonly name = 'KeywardError';
   readonly code: ErrorCode;
   readonly status: number;
-  /** Seconds a client should wait before retrying; set on `service_unavailable`. */
+  /** Seconds a client should wait before retrying; set on `service_unavailable` and
+   * `rate_limited`. */
   readonly retryAfter: number | undefined;
 
   constructor(

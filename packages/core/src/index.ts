@@ -65,4 +65,6 @@ export {
   type KeyStore,
   type LastUsedUpdate,
   type StoredKey,
+  StoreMisconfiguredError,
 } from './store.js';
+export { StoreUnavailableError } from './store-check.js';

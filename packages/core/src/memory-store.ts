@@ -136,5 +136,8 @@ export function memoryStore(): MemoryStore {
         }
       }
     },
+
+    /** Nothing to reach and nothing to set up: always ready. */
+    async check() {},
   } satisfies MemoryStore;
 }

@@ -16,6 +16,11 @@ export interface KeyServiceOptions {
   prefix?: string;
   /** Most keys one account may hold. @default 100 */
   maxKeysPerOwner?: number;
+  /** Renames one account may make per minute on this instance; past this, `rate_limited`
+   * (429, with Retry-After). Each rename drops the key from every instance's cache, so an
+   * account renaming in a loop would otherwise keep the bus and the caches churning.
+   * @default 60 */
+  maxRenamesPerMinute?: number;
   /** argon2id cost. Settings below OWASP's minimums are refused unless
    * `allowWeakParameters` is set, which is for tests only.
    * @default OWASP: { memoryCost: 19456, timeCost: 2, parallelism: 1 } */
@@ -44,13 +49,25 @@ export interface KeyServiceOptions {
   verification?: {
     /** argon2 verifications running at once. @default os.availableParallelism() */
     maxConcurrent?: number;
-    /** Verifications waiting for a slot; past this, `service_unavailable`. @default 64 */
+    /** Verifications waiting for a slot; past this, `service_unavailable`. Hashes for new
+     * keys wait in a queue of their own, as long. @default 64 */
     maxQueue?: number;
+    /** How many of the `maxConcurrent` slots hashes for new keys (`create`) may hold at
+     * once. Verifications go first for a freed slot, and each account hashes one key at a
+     * time, so a burst of creates cannot starve verification. Never more than
+     * `maxConcurrent`. @default half of maxConcurrent, at least 1 */
+    maxConcurrentHashes?: number;
     /** Wrong secrets for one lookup part before it is refused for `cooldownMs` without
      * running argon2. @default 10 */
     maxFailures?: number;
-    /** @default 60000 */
+    /** How long a lookup part stays refused once over `maxFailures`, counted from its
+     * first failure. @default 60000 */
     cooldownMs?: number;
+    /** During a cooldown, one attempt per lookup part is still let through this often, and
+     * a key this instance has verified before for that lookup part always is: whoever
+     * knows a key's lookup part (the first characters of the key) cannot lock its owner
+     * out for good by sending wrong secrets. @default 2000 */
+    probeIntervalMs?: number;
     /** Refusals of well-formed keys (unknown, wrong secret, revoked, over the failure
      * budget) answered at once, per second, with a burst of as many. Past this rate, each
      * further one waits `failureDelayMs`: see there. @default 100 */
@@ -91,23 +108,38 @@ export function resolveOptions(options: KeyServiceOptions) {
     );
   }
   const now = options.now;
+  const maxConcurrent = positiveInt(
+    'verification.maxConcurrent',
+    options.verification?.maxConcurrent,
+    availableParallelism(),
+  );
   return {
     store: options.store,
     prefix,
     maxKeysPerOwner: positiveInt('maxKeysPerOwner', options.maxKeysPerOwner, 100),
+    maxRenamesPerMinute: positiveInt('maxRenamesPerMinute', options.maxRenamesPerMinute, 60),
     argon2: argon2Settings(options.argon2),
     cacheMax: positiveInt('cache.max', options.cache?.max, 10_000),
     cacheTtlMs: positiveInt('cache.ttlMs', options.cache?.ttlMs, 60_000),
     negativeCacheMax: positiveInt('negativeCache.max', options.negativeCache?.max, 10_000),
     negativeCacheTtlMs: positiveInt('negativeCache.ttlMs', options.negativeCache?.ttlMs, 10_000),
-    maxConcurrent: positiveInt(
-      'verification.maxConcurrent',
-      options.verification?.maxConcurrent,
-      availableParallelism(),
+    maxConcurrent,
+    maxConcurrentHashes: Math.min(
+      maxConcurrent,
+      positiveInt(
+        'verification.maxConcurrentHashes',
+        options.verification?.maxConcurrentHashes,
+        Math.max(1, Math.floor(maxConcurrent / 2)),
+      ),
     ),
     maxQueue: nonNegativeInt('verification.maxQueue', options.verification?.maxQueue, 64),
     maxFailures: positiveInt('verification.maxFailures', options.verification?.maxFailures, 10),
     cooldownMs: positiveInt('verification.cooldownMs', options.verification?.cooldownMs, 60_000),
+    probeIntervalMs: positiveInt(
+      'verification.probeIntervalMs',
+      options.verification?.probeIntervalMs,
+      2000,
+    ),
     refusalsPerSecond: positiveInt(
       'verification.refusalsPerSecond',
       options.verification?.refusalsPerSecond,

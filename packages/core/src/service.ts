@@ -5,6 +5,7 @@ import type { InvalidationEvent } from './bus.js';
 import { withDeadline } from './deadline.js';
 import { KeywardError } from './errors.js';
 import { hashKey, verifyKeyHash } from './hashing.js';
+import { InvalidationLog } from './invalidation-log.js';
 import { BODY_LENGTH, generateKey, generateKeyId, parseKey } from './key-format.js';
 import { LastUsedWriter, latest } from './last-used.js';
 import { normalizeKeyName } from './names.js';
@@ -14,9 +15,11 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { OwnerLimit } from './owner-limit.js';
 import { PositiveCache } from './positive-cache.js';
 import { Semaphore } from './semaphore.js';
 import { KeyCollisionError, type StoredKey } from './store.js';
+import { checkStore } from './store-check.js';
 
 /** A key as its owner sees it: metadata and the masked ends, never the secret. */
 export interface ApiKey {
@@ -46,6 +49,29 @@ export interface AuthenticatedKey {
 export type VerifyResult = VerifiedResult | { ok: false; reason: InvalidKeyReason };
 type VerifiedResult = { ok: true; key: AuthenticatedKey };
 
+/** A verification's result, and whether its key was invalidated while it ran. */
+interface Outcome {
+  result: VerifyResult;
+  stale: boolean;
+}
+
+/** A cold verification in flight, and the invalidation sequence number it started at. */
+interface Verification {
+  outcome: Promise<Outcome>;
+  startedAt: number;
+}
+
+/** Attempts at one lookup part in flight or failed, and when its last probe went through
+ * (or, before any, when the budget began). */
+interface FailureBudget {
+  count: number;
+  probedAt: number;
+}
+
+function refusal(reason: InvalidKeyReason): Outcome {
+  return { result: { ok: false, reason }, stale: false };
+}
+
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
 /** Tries at removing a key whose create timed out but landed (backoff up to 30 s: about
@@ -53,6 +79,11 @@ const MAX_OWNER_ID_LENGTH = 255;
 const ORPHAN_DELETE_ATTEMPTS = 12;
 /** How many fresh ids and lookup parts to try when a store reports a collision. */
 const INSERT_ATTEMPTS = 3;
+/** Keys whose last invalidation is remembered while verifications are in flight; past
+ * this, the oldest go and verifications that started before them are not cached. */
+const INVALIDATION_LOG_MAX = 10_000;
+/** Accounts whose renames in the current minute are counted. */
+const RENAME_WINDOW_OWNERS = 10_000;
 
 export type KeyService = ReturnType<typeof createKeyService>;
 
@@ -75,7 +106,9 @@ export type KeyService = ReturnType<typeof createKeyService>;
 export function createKeyService(options: KeyServiceOptions) {
   const o = resolveOptions(options);
   const { store } = o;
-  const argon2Slots = new Semaphore(o.maxConcurrent, o.maxQueue);
+  const argon2Slots = new Semaphore(o.maxConcurrent, o.maxQueue, o.maxConcurrentHashes);
+  // Per account, the create in progress (settled, never rejecting): the next one waits.
+  const creating = new Map<string, Promise<void>>();
   const lastUsed = new LastUsedWriter(
     store,
     o.lastUsedFlushIntervalMs,
@@ -95,20 +128,26 @@ export function createKeyService(options: KeyServiceOptions) {
     max: o.negativeCacheMax,
     ttl: o.negativeCacheTtlMs,
   });
-  const failures = new LRUCache<string, { count: number }>({
+  const failures = new LRUCache<string, FailureBudget>({
     max: o.negativeCacheMax,
     ttl: o.cooldownMs,
   });
-  const inFlight = new Map<string, Promise<VerifyResult>>();
+  // Lookup part → digest of the key last verified with it: that key passes the lookup's
+  // cooldown, since nobody else can present it. Bounded like the positive cache, and only
+  // verified keys get in.
+  const knownGood = new LRUCache<string, string>({ max: o.cacheMax });
+  const renames = new OwnerLimit(o.maxRenamesPerMinute, 60_000, RENAME_WINDOW_OWNERS);
+  const inFlight = new Map<string, Verification>();
+  // Verifications running, in inFlight or not: while there are none, the invalidation log
+  // has nobody to answer and is emptied.
+  let running = 0;
+  const invalidations = new InvalidationLog(INVALIDATION_LOG_MAX);
   let refusalTokens = o.refusalsPerSecond;
   let refusalsRefilledAt = performance.now();
-  // Bumped by every invalidation: a verification that started before one may have read
-  // a record that no longer holds, so its result is not cached.
-  let epoch = 0;
 
+  /** Per key: a verification in flight of another key is still cached. */
   function invalidateLocally(keyId: string): void {
-    epoch++;
-    inFlight.clear();
+    invalidations.record(keyId);
     verified.deleteKey(keyId);
   }
 
@@ -127,6 +166,18 @@ export function createKeyService(options: KeyServiceOptions) {
     // The change is durable in the store already; a bus failure only means other
     // instances hold the key until their cache TTL. Reported, not thrown.
     await o.bus.publish(event).catch(o.onError);
+  }
+
+  /** A key that is gone from the store: out of every cache, its pending lastUsedAt too. */
+  async function dropRevoked(keyId: string): Promise<void> {
+    lastUsed.forget(keyId);
+    await dropEverywhere(keyId);
+  }
+
+  /** Out of this instance's caches and, through the bus, every other's. */
+  async function dropEverywhere(keyId: string): Promise<void> {
+    invalidateLocally(keyId);
+    await publish({ type: 'revoked', keyId });
   }
 
   /**
@@ -160,14 +211,17 @@ export function createKeyService(options: KeyServiceOptions) {
     if (knownBad) {
       result = { ok: false, reason: knownBad };
     } else {
-      let pending = inFlight.get(digest);
-      if (!pending) {
-        pending = verifyCold(rawKey, parsed.lookup, digest).finally(() => {
-          if (inFlight.get(digest) === pending) inFlight.delete(digest);
-        });
-        inFlight.set(digest, pending);
+      const arrivedAt = invalidations.seq;
+      let verification = joinOrStart(rawKey, parsed.lookup, digest, 0);
+      let outcome = await verification.outcome;
+      // Joined a verification that started before some invalidation this request arrived
+      // after, and it was of this very key: the record it read may predate a revoke. Once
+      // more from the store; that one starts after the invalidation, so once is enough.
+      if (outcome.stale && verification.startedAt < arrivedAt) {
+        verification = joinOrStart(rawKey, parsed.lookup, digest, arrivedAt);
+        outcome = await verification.outcome;
       }
-      result = await pending;
+      result = outcome.result;
     }
     if (result.ok) {
       lastUsed.record(result.key.id, o.nowMs());
@@ -182,15 +236,46 @@ export function createKeyService(options: KeyServiceOptions) {
     return result;
   }
 
-  async function verifyCold(rawKey: string, lookup: string, digest: string): Promise<VerifyResult> {
-    const startEpoch = epoch;
-    if ((failures.get(lookup)?.count ?? 0) >= o.maxFailures) {
-      return { ok: false, reason: 'too_many_failures' };
+  /** The verification of `digest` in flight if it started at `minSeq` or later, else a new
+   * one. Concurrent requests for one cold key share one store read and one argon2 run. */
+  function joinOrStart(
+    rawKey: string,
+    lookup: string,
+    digest: string,
+    minSeq: number,
+  ): Verification {
+    const current = inFlight.get(digest);
+    if (current && current.startedAt >= minSeq) return current;
+    const startedAt = invalidations.seq;
+    running++;
+    const verification: Verification = {
+      startedAt,
+      outcome: verifyCold(rawKey, lookup, digest, startedAt).finally(() => {
+        if (inFlight.get(digest) === verification) inFlight.delete(digest);
+        if (--running === 0) invalidations.clear();
+      }),
+    };
+    inFlight.set(digest, verification);
+    return verification;
+  }
+
+  async function verifyCold(
+    rawKey: string,
+    lookup: string,
+    digest: string,
+    startedAt: number,
+  ): Promise<Outcome> {
+    // Admitted past a spent budget (the known key, or this interval's probe).
+    let pastBudget = false;
+    const early = failures.get(lookup);
+    if (early && early.count >= o.maxFailures) {
+      if (!mayPassCooldown(lookup, digest, early)) return refusal('too_many_failures');
+      pastBudget = true;
     }
     const record = await callStore(() => store.findByLookup(lookup));
     if (!record) {
       refused.set(digest, 'unknown_key');
-      return { ok: false, reason: 'unknown_key' };
+      return refusal('unknown_key');
     }
     // An attempt counts against the lookup's budget from the moment it is admitted, not
     // only once argon2 has said no: otherwise a burst of wrong secrets for one lookup
@@ -199,10 +284,12 @@ export function createKeyService(options: KeyServiceOptions) {
     // lose once those attempts had failed.
     let budget = failures.get(lookup);
     if (!budget) {
-      budget = { count: 0 };
+      budget = { count: 0, probedAt: performance.now() };
       failures.set(lookup, budget);
     }
-    if (budget.count >= o.maxFailures) return { ok: false, reason: 'too_many_failures' };
+    if (budget.count >= o.maxFailures && !pastBudget && !mayPassCooldown(lookup, digest, budget)) {
+      return refusal('too_many_failures');
+    }
     budget.count++;
     let matches: boolean;
     try {
@@ -213,12 +300,83 @@ export function createKeyService(options: KeyServiceOptions) {
     }
     if (!matches) {
       refused.set(digest, 'wrong_secret');
-      return { ok: false, reason: 'wrong_secret' };
+      return refusal('wrong_secret');
     }
     release(lookup, budget);
+    knownGood.set(lookup, digest);
     const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
-    if (epoch === startEpoch) verified.set(digest, result, o.nowMs());
+    // The record was read before an invalidation of this key: not cached, and not for a
+    // request that arrived after it (see verifyUncached).
+    const stale = invalidations.since(record.id, startedAt);
+    if (!stale) verified.set(digest, result, o.nowMs());
+    return { result, stale };
+  }
+
+  /** `create`, the account's turn come. The cap is checked before hashing, so an account
+   * at its cap costs one store read per create, not an argon2 hash on the shared slots;
+   * the store's atomic insert stays the authority (another instance may be creating too). */
+  async function createKey(ownerId: string, cleanName: string): Promise<CreatedApiKey> {
+    // listByOwner rather than a store method of its own: at most maxKeysPerOwner records,
+    // read by the owner index, on the management path; a create already reads and writes
+    // the store.
+    const held = await callStore(() => store.listByOwner(ownerId));
+    if (held.length >= o.maxKeysPerOwner) throw new KeywardError('key_limit_reached');
+    for (let attempt = 1; ; attempt++) {
+      const generated = generateKey(o.prefix);
+      const record: StoredKey = {
+        id: generateKeyId(),
+        ownerId,
+        name: cleanName,
+        lookup: generated.lookup,
+        hash: await argon2Slots.runLow(() => hashKey(generated.rawKey, o.argon2)),
+        keyPrefix: generated.keyPrefix,
+        keySuffix: generated.keySuffix,
+        createdAt: o.now(),
+        lastUsedAt: null,
+      };
+      try {
+        const result = await callStore(
+          () => store.insert(record, { maxKeysPerOwner: o.maxKeysPerOwner }),
+          // The caller was told the create failed, so nobody holds this raw key: remove
+          // the row rather than leave a key that counts against the cap forever.
+          (late) => {
+            if (late.ok) removeOrphan(ownerId, record.id);
+          },
+        );
+        if (!result.ok) throw new KeywardError('key_limit_reached');
+        return { ...toApiKey(record), rawKey: generated.rawKey };
+      } catch (error) {
+        if (!(error instanceof KeyCollisionError)) throw error;
+        if (attempt >= INSERT_ATTEMPTS) throw unavailable(error);
+      }
+    }
+  }
+
+  /** Runs `task` once the account's previous create has settled: an account holds at most
+   * one hashing slot, and its cap check sees its previous create's insert. */
+  function oneAtATime<T>(ownerId: string, task: () => Promise<T>): Promise<T> {
+    const result = (creating.get(ownerId) ?? Promise.resolve()).then(task);
+    const settled = result.then(
+      () => {},
+      () => {},
+    );
+    creating.set(ownerId, settled);
+    void settled.then(() => {
+      if (creating.get(ownerId) === settled) creating.delete(ownerId);
+    });
     return result;
+  }
+
+  /** Whether an attempt at a lookup part over its failure budget goes on: the key last
+   * verified with it does, and so does one attempt per `probeIntervalMs` (which it takes).
+   * Flood protection stays (one argon2 run per interval per lookup part), but a lockout
+   * cannot shut the real key out for the whole cooldown. */
+  function mayPassCooldown(lookup: string, digest: string, budget: FailureBudget): boolean {
+    if (knownGood.get(lookup) === digest) return true;
+    const now = performance.now();
+    if (now - budget.probedAt < o.probeIntervalMs) return false;
+    budget.probedAt = now;
+    return true;
   }
 
   /** A token bucket of immediate refusals: `refusalsPerSecond` a second, as many at once. */
@@ -235,7 +393,7 @@ export function createKeyService(options: KeyServiceOptions) {
 
   /** Gives back an attempt that did not fail; an entry left at zero goes, so valid keys do
    * not crowd failing lookups out of the bounded failure cache. */
-  function release(lookup: string, budget: { count: number }): void {
+  function release(lookup: string, budget: FailureBudget): void {
     if (--budget.count <= 0 && failures.get(lookup) === budget) failures.delete(lookup);
   }
 
@@ -292,6 +450,7 @@ export function createKeyService(options: KeyServiceOptions) {
 
     /** Resolves once the invalidation bus (if any) is listening. */
     async ready(): Promise<void> {
+      await checkStore(store, o.storeTimeoutMs);
       await subscription;
     },
 
@@ -303,35 +462,7 @@ export function createKeyService(options: KeyServiceOptions) {
     async create(ownerId: string, name: unknown): Promise<CreatedApiKey> {
       assertOwnerId(ownerId);
       const cleanName = normalizeKeyName(name);
-      for (let attempt = 1; ; attempt++) {
-        const generated = generateKey(o.prefix);
-        const record: StoredKey = {
-          id: generateKeyId(),
-          ownerId,
-          name: cleanName,
-          lookup: generated.lookup,
-          hash: await argon2Slots.run(() => hashKey(generated.rawKey, o.argon2)),
-          keyPrefix: generated.keyPrefix,
-          keySuffix: generated.keySuffix,
-          createdAt: o.now(),
-          lastUsedAt: null,
-        };
-        try {
-          const result = await callStore(
-            () => store.insert(record, { maxKeysPerOwner: o.maxKeysPerOwner }),
-            // The caller was told the create failed, so nobody holds this raw key: remove
-            // the row rather than leave a key that counts against the cap forever.
-            (late) => {
-              if (late.ok) removeOrphan(ownerId, record.id);
-            },
-          );
-          if (!result.ok) throw new KeywardError('key_limit_reached');
-          return { ...toApiKey(record), rawKey: generated.rawKey };
-        } catch (error) {
-          if (!(error instanceof KeyCollisionError)) throw error;
-          if (attempt >= INSERT_ATTEMPTS) throw unavailable(error);
-        }
-      }
+      return oneAtATime(ownerId, () => createKey(ownerId, cleanName));
     },
 
     /** An account's keys, newest first, with lastUsedAt as this instance knows it. */
@@ -341,11 +472,14 @@ export function createKeyService(options: KeyServiceOptions) {
       return records.map(toApiKey);
     },
 
-    /** The renamed key, or `null` if the account has no key with that id. */
+    /** The renamed key, or `null` if the account has no key with that id. Throws
+     * `rate_limited` past `maxRenamesPerMinute` for the account. */
     async rename(ownerId: string, id: string, name: unknown): Promise<ApiKey | null> {
       assertOwnerId(ownerId);
       const cleanName = normalizeKeyName(name);
       if (!isKeyId(id)) return null;
+      const retryAfter = renames.take(ownerId);
+      if (retryAfter !== undefined) throw new KeywardError('rate_limited', { retryAfter });
       const record = await callStore(() => store.rename(ownerId, id, cleanName));
       if (!record) return null;
       invalidateLocally(id);
@@ -359,11 +493,24 @@ export function createKeyService(options: KeyServiceOptions) {
     async revoke(ownerId: string, id: string): Promise<boolean> {
       assertOwnerId(ownerId);
       if (!isKeyId(id)) return false;
-      const deleted = await callStore(() => store.delete(ownerId, id));
+      let deleted: boolean;
+      try {
+        deleted = await callStore(
+          () => store.delete(ownerId, id),
+          // Landed after the caller was answered: a verification since may have cached it
+          // again, here or elsewhere.
+          (late) => {
+            if (late) void dropRevoked(id);
+          },
+        );
+      } catch (error) {
+        // The delete may have landed (an answer lost) or still land (a timeout): the key
+        // leaves every cache now rather than live on wherever it was cached.
+        await dropEverywhere(id);
+        throw error;
+      }
       if (!deleted) return false;
-      invalidateLocally(id);
-      lastUsed.forget(id);
-      await publish({ type: 'revoked', keyId: id });
+      await dropRevoked(id);
       return true;
     },
 

@@ -92,6 +92,23 @@ export interface KeyStore {
   /** Moves lastUsedAt forward only: an older time never overwrites a newer one. Ids that no
    * longer exist are ignored. */
   recordLastUsed(updates: readonly LastUsedUpdate[]): Promise<void>;
+  /**
+   * Optional readiness check, run by `service.ready()`: one cheap round trip that resolves
+   * when the store can serve. It rejects with a `StoreMisconfiguredError` when the store is
+   * reachable but set up wrong (a missing table or column, a client of the wrong kind),
+   * which no retry fixes; any other rejection is an outage.
+   */
+  check?(): Promise<void>;
+}
+
+/**
+ * A store reachable but set up wrong, say a table that `migrate` never created. Its message
+ * names the fix. A startup error, for logs: it has no HTTP status, and a request that meets
+ * it still answers 503, with this error passed to `onError`.
+ */
+export class StoreMisconfiguredError extends Error {
+  override readonly name = 'StoreMisconfiguredError';
+  readonly code = 'store_misconfigured';
 }
 
 /** Thrown by `insert` when the id or the lookup part already exists. */

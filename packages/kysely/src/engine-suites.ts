@@ -196,7 +196,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(down.error).toBeUndefined();
       await expect(
         kyselyStore(engine.db(), { table: fresh }).findByLookup(key.lookup),
-      ).rejects.toMatchObject({ code: '42P01' });
+      ).rejects.toMatchObject({ cause: { code: '42P01' } });
     });
     describe('upgrade in place from the v1 table', () => {
       /** A table as keyward_0001 (v1) left it, holding one row written as the v1 store did. */
@@ -390,7 +390,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       await expect(outcome).rejects.toBe(rollback);
       await expect(
         kyselyStore(engine.db(), { table: fresh }).findByLookup(key.lookup),
-      ).rejects.toMatchObject({ code: '42P01' });
+      ).rejects.toMatchObject({ cause: { code: '42P01' } });
     });
 
     it("ignores the host Kysely's plugins (CamelCasePlugin would rename the columns)", async () => {
@@ -401,14 +401,24 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(await camel.listByOwner(key.ownerId)).toEqual([key]);
     });
 
-    it('a missing table is an error that propagates, not a null', async () => {
+    it('a missing table is an error that propagates, not a null, and names the fix', async () => {
       const missing = kyselyStore(engine.db(), { table: `${table}_missing` });
       const key = await makeStoredKey();
-      await expect(missing.findByLookup(key.lookup)).rejects.toMatchObject({ code: '42P01' });
-      await expect(missing.insert(key, noCap)).rejects.toMatchObject({ code: '42P01' });
+      const failure = {
+        name: 'StoreMisconfiguredError',
+        code: 'store_misconfigured',
+        message: expect.stringContaining(`run migrate(db, { table: "${table}_missing" }) first`),
+        cause: { code: '42P01' },
+      };
+      await expect(missing.findByLookup(key.lookup)).rejects.toMatchObject(failure);
+      await expect(missing.insert(key, noCap)).rejects.toMatchObject(failure);
+      await expect(missing.listByOwner(key.ownerId)).rejects.toMatchObject(failure);
+      await expect(missing.rename(key.ownerId, key.id, 'x')).rejects.toMatchObject(failure);
+      await expect(missing.delete(key.ownerId, key.id)).rejects.toMatchObject(failure);
       await expect(
         missing.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),
-      ).rejects.toMatchObject({ code: '42P01' });
+      ).rejects.toMatchObject(failure);
+      await expect(missing.check?.()).rejects.toMatchObject(failure);
     });
 
     it('kyselyStore() and migrate() reject a table name that is not a plain identifier', async () => {

@@ -6,6 +6,7 @@ import {
   type StoredKey,
 } from '@keyward/core';
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
+import { misconfiguration } from './config-errors.js';
 import {
   type AnyKysely,
   KEY_COLUMNS,
@@ -86,7 +87,7 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     }
   };
 
-  return {
+  const store = {
     async insert(key, { maxKeysPerOwner }): Promise<InsertResult> {
       const inserted = await mappingCollisions(() =>
         inTransaction(async (trx) => {
@@ -232,7 +233,29 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
         from unnest(${ids}::text[], ${times}::timestamptz[]) as v(id, at)
         where k.id = v.id and (k.last_used_at is null or k.last_used_at < v.at)`.execute(q);
     },
-  } satisfies KeyStore;
+
+    /** Reads no row but names every column, so a missing table or column fails here. */
+    async check() {
+      await q.selectFrom(table).select(KEY_COLUMNS).limit(0).execute();
+    },
+  } satisfies Required<KeyStore>;
+
+  // A missing table fails every call the same way: the error says so, and how to fix it,
+  // so that `onError` (and `service.ready()`) tell it from an outage.
+  const explain = (error: unknown): never => {
+    throw misconfiguration(error, table) ?? error;
+  };
+  return {
+    insert: (key, options) => store.insert(key, options).catch(explain),
+    findByLookup: (lookup) => store.findByLookup(lookup).catch(explain),
+    listByOwner: (ownerId) => store.listByOwner(ownerId).catch(explain),
+    update: (ownerId, id, changes) => store.update(ownerId, id, changes).catch(explain),
+    delete: (ownerId, id) => store.delete(ownerId, id).catch(explain),
+    deleteTree: (ownerId, id) => store.deleteTree(ownerId, id).catch(explain),
+    roll: (ownerId, id, next, options) => store.roll(ownerId, id, next, options).catch(explain),
+    recordLastUsed: (updates) => store.recordLastUsed(updates).catch(explain),
+    check: () => store.check().catch(explain),
+  };
 }
 
 function toStoredKey(row: KeyRow): StoredKey {

@@ -6,6 +6,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import { afterAll, beforeAll } from 'vitest';
 import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
 import { migrate } from './migrations.js';
+import { describeReadiness } from './readiness-suite.js';
 import type { AnyKysely } from './table.js';
 
 // initdb dominates a new PGlite's start: seconds, many more on a loaded machine. The data dir
@@ -46,6 +47,7 @@ afterAll(async () => {
 });
 
 describeKyselyStore('PGlite', { db: () => db, table, log });
+describeReadiness('PGlite', { db: () => db, table });
 // PGlite is a single session: its "connections" are that one session, whose notifications
 // reach every callback registered with listen().
 describePostgresBus('PGlite', {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { KeyStore } from '@keyward/core';
+import { createKeyService, type KeyStore, StoreUnavailableError } from '@keyward/core';
 import { describeCap, makeStoredKey, serviceUnavailable } from '@keyward/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -8,6 +8,7 @@ import { describeKyselyStore, describePostgresBus, queryLog } from './engine-sui
 import { kyselyStore } from './kysely-store.js';
 import { migrate } from './migrations.js';
 import { postgresBus } from './postgres-bus.js';
+import { describeReadiness } from './readiness-suite.js';
 import type { AnyKysely } from './table.js';
 
 const url = process.env.KEYWARD_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -65,6 +66,21 @@ describe.skipIf(!available)('Postgres server', () => {
     Array.from({ length: count }, () => kyselyStore(newKysely({ max: 4 }), { table }));
 
   describeKyselyStore('Postgres', { db: () => db, table, log, createPeers });
+  describeReadiness('Postgres', { db: () => db, table });
+
+  it('ready() on a Postgres that is down rejects as an outage, not as a missing table', async () => {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    const down = newKysely({ connectionString: 'postgres://postgres@127.0.0.1:1/test' });
+    const service = createKeyService({ store: kyselyStore(down, { table }) });
+    const failure = service.ready();
+    await expect(failure).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(failure).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(failure).rejects.toThrow(
+      /did not answer its readiness check .*ECONNREFUSED.*down or unreachable/,
+    );
+    await expect(failure).rejects.not.toThrow(/migrate/);
+    await service.close();
+  });
   describePostgresBus('Postgres', {
     db: () => db,
     connect: async () => {

@@ -30,13 +30,37 @@ export function assertNamespace(namespace: string): void {
 }
 
 /**
- * Owner ids and key ids come from the host and may hold any character. Escaping `}` keeps
- * an owner id from closing the hash tag early (two owners would then share keys), `{`
- * keeps the first `{` ours, and the space keeps the index values splittable; `%` escapes
- * itself so the mapping stays one-to-one. Ordinary ids (`key_…`, UUIDs) pass unchanged.
+ * Owner ids and key ids come from the host and may hold any character. Escaped:
+ * - `}` keeps an owner id from closing the hash tag early (two owners would then share
+ *   keys), `{` keeps the first `{` ours;
+ * - every whitespace and control character (ASCII, C1 and Unicode: tab, newline, NBSP,
+ *   U+2028…) keeps the index values `<owner> <id> <nonce>` splittable on one space by both
+ *   readers, the store's and its Lua script's, and keeps key names printable;
+ * - a lone surrogate, which the UTF-8 encoding on the wire would turn into U+FFFD, merging
+ *   two owners' keys;
+ * - `%`, so that the mapping stays one-to-one.
+ * A code unit up to U+00FF becomes `%XX`, a larger one `%uXXXX` (fixed widths, and `u` is
+ * no hex digit, so `unescapePart` reads every name back unambiguously). Ordinary ids
+ * (`key_…`, UUIDs) pass unchanged, and so does everything the first layout (which escaped
+ * only `%`, `{`, `}` and the space, the same way) wrote for other ids: see migrate.ts.
  */
 export function escapePart(part: string): string {
-  return part.replace(/[%{} ]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return part.replace(ESCAPED, (c) => {
+    const code = c.charCodeAt(0);
+    const hex = code.toString(16).toUpperCase();
+    return code <= 0xff ? `%${hex.padStart(2, '0')}` : `%u${hex.padStart(4, '0')}`;
+  });
+}
+
+/** What `escapePart` escapes: `%{}`, whitespace (`\s`), controls (`\p{Cc}`) and lone
+ * surrogates (what the `u` flag leaves as a single unit in the surrogate range). */
+const ESCAPED = /[%{}\s\p{Cc}\p{Cs}]/gu;
+
+/** The inverse of `escapePart`, and of the first layout's escaping (a subset of it). */
+export function unescapePart(part: string): string {
+  return part.replace(/%u([0-9A-F]{4})|%([0-9A-F]{2})/g, (_, wide: string, narrow: string) =>
+    String.fromCharCode(Number.parseInt(wide ?? narrow, 16)),
+  );
 }
 
 export interface KeyLayout {
@@ -79,7 +103,9 @@ export function formatIndexEntry(owner: string, id: string, nonce: string): stri
   return `${owner} ${id} ${nonce}`;
 }
 
-/** `null` for a value this store did not write: such an entry resolves to nothing. */
+/** `null` for a value this store did not write: such an entry resolves to nothing. Split
+ * on the one space exactly as the `lastUsedResolve` script does, so both readers agree on
+ * every value (the escaped parts hold no space). */
 export function parseIndexEntry(value: string): IndexEntry | null {
   const [owner, id, nonce, extra] = value.split(' ');
   if (!owner || !id || !nonce || extra !== undefined) return null;

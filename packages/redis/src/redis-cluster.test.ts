@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { describeStoreConformance, makeStoredKey, serviceUnavailable } from '@keyward/testing';
+import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisStore } from './redis-store.js';
 import { startRedisCluster, type TestRedisCluster } from './test-cluster.js';
+import { describeOwnerIdEscaping } from './test-escaping.js';
 import {
   countCommands,
   deleteNamespace,
@@ -43,8 +45,22 @@ if (!cluster) {
   describeNoOrphans('redis (cluster)', () => cluster.client());
   describeContention('redis (cluster)', () => cluster.client());
   describeBusDelivery('redis (cluster)', () => cluster.client());
+  describeOwnerIdEscaping('redis (cluster)', () => cluster.client());
 
   describe('redis (cluster): layout', () => {
+    it('check() rejects a plain Redis client on a cluster node: the store needs a Cluster client', async () => {
+      const plain = new Redis({ host: '127.0.0.1', port: cluster.ports[0] });
+      try {
+        await expect(redisStore(plain).check()).rejects.toMatchObject({
+          name: 'StoreMisconfiguredError',
+          message: expect.stringMatching(/cluster mode; pass an ioredis Cluster client/),
+        });
+        await expect(redisStore(main).check()).resolves.toBeUndefined();
+      } finally {
+        plain.disconnect();
+      }
+    });
+
     it("keeps each owner's keys in one slot, owners spread over several slots", async () => {
       const ns = randomNamespace();
       const store = redisStore(main, { namespace: ns });

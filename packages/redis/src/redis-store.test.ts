@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { createKeyService } from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { type Command, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { migrateRedisStore } from './migrate.js';
 import { redisStore } from './redis-store.js';
 import * as scripts from './scripts.js';
+import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
 import {
   countCommands,
   countSocketWrites,
@@ -48,6 +51,7 @@ if (!reachable) {
   describeNoOrphans('redis (single server)', () => connect());
   describeContention('redis (single server)', () => connect());
   describeBusDelivery('redis (single server)', () => connect());
+  describeOwnerIdEscaping('redis (single server)', () => connect());
 
   describe('redis (single server): round trips and options', () => {
     it('recordLastUsed() takes one round trip per batch, and none for an empty batch', async () => {
@@ -113,6 +117,26 @@ if (!reachable) {
         await store.recordLastUsed([{ id: key.id, lastUsedAt: at }]);
         expect(await store.findByLookup(key.lookup)).toEqual({ ...key, lastUsedAt: at });
         expect((await namespaceKeys(plain, `${keyPrefix}app`)).length).toBeGreaterThan(0);
+        expect(await store.delete(key.ownerId, key.id)).toBe(true);
+        expect(await namespaceKeys(plain, `${keyPrefix}app`)).toEqual([]);
+      } finally {
+        await deleteNamespace(plain, `${keyPrefix}app`);
+      }
+    });
+
+    it('migrateRedisStore() works through a client with an ioredis keyPrefix', async () => {
+      const keyPrefix = `kwtest-prefix-${randomUUID().slice(0, 8)}:`;
+      const client = await connect({ keyPrefix });
+      const plain = await connect();
+      const store = redisStore(client, { namespace: 'app' });
+      try {
+        const key = await makeStoredKey({ ownerId: 'line\nbreak' });
+        await writeFirstLayout(client, 'app', key);
+        expect(await migrateRedisStore(client, { namespace: 'app' })).toEqual({
+          records: 1,
+          entries: 2,
+        });
+        expect(await store.listByOwner(key.ownerId)).toEqual([key]);
         expect(await store.delete(key.ownerId, key.id)).toBe(true);
         expect(await namespaceKeys(plain, `${keyPrefix}app`)).toEqual([]);
       } finally {
@@ -301,6 +325,10 @@ if (!reachable) {
       await expect(
         store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),
       ).rejects.toThrow();
+      await expect(store.check()).rejects.toThrow();
+      await expect(createKeyService({ store }).ready()).rejects.toMatchObject({
+        name: 'StoreUnavailableError',
+      });
       down.disconnect();
     });
   });

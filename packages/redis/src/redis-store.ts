@@ -6,6 +6,7 @@ import {
   type KeyStore,
   type LastUsedUpdate,
   type StoredKey,
+  StoreMisconfiguredError,
 } from '@keyward/core';
 import type { Cluster, Redis } from 'ioredis';
 import {
@@ -273,6 +274,21 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
     },
 
     recordLastUsed,
+
+    /**
+     * PING, then what a wrong client would break: a `Redis` client on a server in cluster
+     * mode would run the single-server lastUsedAt script, whose keys span slots.
+     */
+    async check() {
+      await client.ping();
+      if (client.isCluster) return;
+      const info = await client.info('cluster');
+      if (/^cluster_enabled:1\b/m.test(info)) {
+        throw new StoreMisconfiguredError(
+          'keyward: redisStore was given a Redis client for a server in cluster mode; pass an ioredis Cluster client instead.',
+        );
+      }
+    },
   } satisfies KeyStore;
 }
 

@@ -125,13 +125,15 @@ return 0
  * Single-server path: the whole batch in one call. KEYS: id indexes. ARGV: record key
  * prefix, record infix, then ms per id. It resolves each id to its owner's record and so
  * touches keys it was not given, which only a single server allows; a Cluster client
- * resolves the owners first and runs `lastUsedMerge` per slot instead.
+ * resolves the owners first and runs `lastUsedMerge` per slot instead. An index value is
+ * split on its single spaces, exactly as `parseIndexEntry` splits it: not on `%s`, which
+ * also matches the tab or newline of an owner id that an older version wrote raw.
  */
 export const lastUsedResolve = defineScript(`${mergeLastUsed}
 for i, index in ipairs(KEYS) do
   local value = redis.call('GET', index)
   local owner, id = nil, nil
-  if value then owner, id = string.match(value, '^(%S+) (%S+) %S+$') end
+  if value then owner, id = string.match(value, '^([^ ]+) ([^ ]+) [^ ]+$') end
   if owner then merge(ARGV[1] .. owner .. ARGV[2] .. id, ARGV[i + 2]) end
 end
 return 0

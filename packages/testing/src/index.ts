@@ -20,6 +20,7 @@ export {
   describeLastUsed,
   describeListOrder,
   describeOwnerScope,
+  describeReadiness,
   describeSecretHygiene,
   describeStoreConformance,
   makeStoredKey,

@@ -69,6 +69,7 @@ export function describeStoreConformance(name: string, options: StoreConformance
     describeCap(ctx, options);
     describeLastUsed(ctx);
     describeLifecycle(ctx);
+    describeReadiness(ctx);
     if (options.dumpContents) describeSecretHygiene(ctx, options.dumpContents);
   });
 }
@@ -310,6 +311,16 @@ export function describeLastUsed(ctx: SuiteContext): void {
       await ctx.store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]);
       expect(await ctx.store.findByLookup(key.lookup)).toBeNull();
       expect(await ctx.store.listByOwner(key.ownerId)).toEqual([]);
+    });
+  });
+}
+
+/** `check()` is optional; a store that declares it must pass it when healthy. */
+export function describeReadiness(ctx: SuiteContext): void {
+  describe('readiness', () => {
+    it('check(), if the store has one, resolves on a healthy store', async (test) => {
+      if (!ctx.store.check) test.skip();
+      await expect(ctx.store.check?.()).resolves.toBeUndefined();
     });
   });
 }

@@ -12,9 +12,13 @@ export interface InvalidationBus {
   subscribe(listener: (event: InvalidationEvent) => void): Promise<() => Promise<void>>;
 }
 
+const invalidationTypes = ['revoked', 'renamed', 'updated', 'rolled'] as const;
+export type InvalidationType = (typeof invalidationTypes)[number];
+
 export interface InvalidationEvent {
-  /** What happened to the key. */
-  type: 'revoked' | 'renamed';
+  /** What happened to the key: revoked; renamed (v1 instances send this for any update);
+   * updated (name, metadata or expiry); rolled (its expiry brought forward by a roll). */
+  type: InvalidationType;
   /** Public id of the key. Never the raw key or its lookup part. */
   keyId: string;
 }
@@ -25,8 +29,10 @@ export function parseInvalidationEvent(payload: string): InvalidationEvent | nul
     const value: unknown = JSON.parse(payload);
     if (typeof value !== 'object' || value === null) return null;
     const { type, keyId } = value as Record<string, unknown>;
-    if ((type !== 'revoked' && type !== 'renamed') || typeof keyId !== 'string') return null;
-    return { type, keyId };
+    if (typeof keyId !== 'string' || !invalidationTypes.includes(type as InvalidationType)) {
+      return null;
+    }
+    return { type: type as InvalidationType, keyId };
   } catch {
     return null;
   }

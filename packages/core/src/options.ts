@@ -1,12 +1,18 @@
 import { availableParallelism } from 'node:os';
 import type { InvalidationBus } from './bus.js';
 import { type Argon2Options, resolveArgon2Options } from './hashing.js';
+import { parseScopes } from './key-fields.js';
 import { DEFAULT_KEY_PREFIX, isValidKeyPrefix } from './key-format.js';
 import type { KeyStore } from './store.js';
 
 /** Why a presented key was refused. Reported to `onInvalidKey`, never to the client: every
  * one of them answers the same `invalid_api_key`. */
-export type InvalidKeyReason = 'malformed' | 'unknown_key' | 'wrong_secret' | 'too_many_failures';
+export type InvalidKeyReason =
+  | 'malformed'
+  | 'unknown_key'
+  | 'wrong_secret'
+  | 'expired'
+  | 'too_many_failures';
 
 export interface KeyServiceOptions {
   /** Where keys are kept. */
@@ -14,6 +20,9 @@ export interface KeyServiceOptions {
   /** Prefix of every key this service issues and accepts, `[a-z][a-z0-9]{1,15}`.
    * @default 'rep' */
   prefix?: string;
+  /** Scopes of a key the host's code creates without naming any. Keys created over HTTP
+   * default to the creating key's scopes instead. @default ['*'] */
+  defaultScopes?: readonly string[];
   /** Most keys one account may hold. @default 100 */
   maxKeysPerOwner?: number;
   /** Renames one account may make per minute on this instance; past this, `rate_limited`
@@ -116,6 +125,7 @@ export function resolveOptions(options: KeyServiceOptions) {
   return {
     store: options.store,
     prefix,
+    defaultScopes: scopeList('defaultScopes', options.defaultScopes),
     maxKeysPerOwner: positiveInt('maxKeysPerOwner', options.maxKeysPerOwner, 100),
     maxRenamesPerMinute: positiveInt('maxRenamesPerMinute', options.maxRenamesPerMinute, 60),
     argon2: argon2Settings(options.argon2),
@@ -184,4 +194,13 @@ function nonNegativeInt(name: string, value: number | undefined, fallback: numbe
 function argon2Settings(options: KeyServiceOptions['argon2']): Required<Argon2Options> {
   const { allowWeakParameters = false, ...cost } = options ?? {};
   return resolveArgon2Options(cost, allowWeakParameters === true);
+}
+
+function scopeList(name: string, value: readonly string[] | undefined): readonly string[] {
+  if (value === undefined) return Object.freeze(['*']);
+  try {
+    return Object.freeze(parseScopes(value));
+  } catch (error) {
+    throw new TypeError(`keyward: \`${name}\`: ${(error as Error).message}`);
+  }
 }

@@ -5,6 +5,9 @@ interface Entry<R> {
   readonly result: R;
   /** When it stops counting, in `performance.now()` ms. */
   readonly expiresAt: number;
+  /** Wall-clock ms from which the key itself is refused (its `expiresAt`); Infinity if
+   * never. */
+  readonly validUntil: number;
   /** Wall-clock ms of the last use passed on to `onUse`, and of the last move up the
    * LRU order. */
   usedAt: number;
@@ -42,6 +45,8 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
       ttlMs: number;
       /** Called on a hit, at most once per key and millisecond (lastUsedAt). */
       onUse: (id: string, at: number) => void;
+      /** Called with the digest of an entry found past its key's expiry (then dropped). */
+      onExpired?: (digest: string) => void;
     },
   ) {
     this.#lru = new LRUCache<string, Entry<R>>({
@@ -58,6 +63,12 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
   get(digest: string, now: number): R | undefined {
     const entry = this.#hot.get(digest);
     if (entry === undefined) return undefined;
+    if (now >= entry.validUntil) {
+      // Checked on each hit rather than timed per key: one comparison, no timer.
+      this.#lru.delete(digest);
+      this.options.onExpired?.(digest);
+      return undefined;
+    }
     if (now !== entry.usedAt) {
       // First hit of this millisecond. Once a second, the key moves up the LRU order (a
       // wall clock that stepped back counts as a second gone by).
@@ -71,13 +82,16 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     return entry.result;
   }
 
-  set(digest: string, result: R, now: number): void {
+  /** Caches `result` under `digest` for the TTL, and never at or past `validUntil` (the
+   * key's own expiry, wall-clock ms). */
+  set(digest: string, result: R, now: number, validUntil = Number.POSITIVE_INFINITY): void {
     // A verification that finishes after close() caches nothing: no timer would expire it.
     if (this.#closed) return;
     const entry: Entry<R> = {
       digest,
       result,
       expiresAt: performance.now() + this.options.ttlMs,
+      validUntil,
       usedAt: 0,
       touchedAt: now,
     };

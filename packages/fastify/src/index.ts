@@ -44,6 +44,13 @@ declare module 'fastify' {
 export interface KeywardFastifyOptions extends HttpOptions {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
+  /**
+   * Let the plugin own the service: `app.close()` then closes it (`service.close()`,
+   * which writes the pending lastUsedAt values), after the server has stopped. Leave it
+   * off when the service outlives the app or is shared between apps.
+   * @default false
+   */
+  closeService?: boolean;
 }
 
 async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOptions) {
@@ -54,6 +61,7 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
   fastify.decorate('keyward', http);
   fastify.decorate(kGuard, guard);
   guardConfiguredRoutesOf(fastify);
+  if (options.closeService) fastify.addHook('onClose', () => options.service.close());
 
   // The management routes live in their own context: core reads the raw body itself (after
   // the key check, with its own media type, size and JSON rules), so Fastify's parsers are

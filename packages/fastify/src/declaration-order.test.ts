@@ -175,6 +175,8 @@ describe.each(orders)('fastify guard order: %s', (_name, build) => {
     const missing = await app.inject({ url: path });
     expect(missing.statusCode).toBe(401);
     expect(missing.json()).toMatchObject({ success: false, error: { code: 'missing_api_key' } });
+    // Fastify's automatic HEAD route for the GET is guarded too.
+    expect((await app.inject({ method: 'HEAD', url: path })).statusCode).toBe(401);
     const wrong = await app.inject({ url: path, headers: { 'x-api-key': `${rawKey}x` } });
     expect(wrong.statusCode).toBe(401);
     const ok = await app.inject({ url: path, headers: { 'x-api-key': rawKey } });

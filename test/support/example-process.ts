@@ -11,6 +11,8 @@ export interface RunningExample {
   output(): string;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL, for a test that gave up on a clean stop; then the exit. */
+  kill(): Promise<void>;
   /** Milliseconds from spawn to "listening". */
   startupMs: number;
 }
@@ -75,6 +77,10 @@ export async function startExample(
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
     },
   };
 }

@@ -29,10 +29,10 @@ main({
     });
     return {
       port: (server.address() as AddressInfo).port,
+      server,
       close: () =>
         new Promise<void>((resolve, reject) => {
           server.close((error) => (error ? reject(error) : resolve()));
-          server.closeIdleConnections();
         }),
     };
   },

@@ -19,6 +19,7 @@ main({
     const address = app.server.address();
     return {
       port: typeof address === 'object' && address ? address.port : config.port,
+      server: app.server,
       close: () => app.close(),
     };
   },

@@ -16,6 +16,12 @@ export interface ExampleConfig {
   /** KEYWARD_DIAGNOSTICS=1: serve process diagnostics on a loopback port of their own, for
    * `pnpm soak` (see diagnostics.ts). Off by default. */
   diagnostics: boolean;
+  /** KEYWARD_SHUTDOWN_GRACE_MS: on SIGINT/SIGTERM, how long requests under way may take to
+   * finish before every connection still open is cut (idle ones are closed at once). A
+   * client that sends half a request and waits would otherwise hold the shutdown open
+   * until Node's headersTimeout, and an orchestrator would kill the process before the
+   * last lastUsedAt values are written. Default 2000. */
+  shutdownGraceMs: number;
 }
 
 /** The examples' settings, from the environment, checked once with clear messages. */
@@ -28,6 +34,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
   if (!storeKinds.includes(store)) {
     throw new Error(
       `KEYWARD_STORE must be one of ${storeKinds.join(', ')}; got ${JSON.stringify(env.KEYWARD_STORE)}.`,
+    );
+  }
+  const shutdownGraceMs = Number(env.KEYWARD_SHUTDOWN_GRACE_MS ?? 2000);
+  if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) {
+    throw new Error(
+      `KEYWARD_SHUTDOWN_GRACE_MS must be a whole number of milliseconds (0 or more); got ${JSON.stringify(env.KEYWARD_SHUTDOWN_GRACE_MS)}.`,
     );
   }
   const accounts = (env.DEMO_ACCOUNTS ?? 'demo')
@@ -43,5 +55,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     accounts,
     diagnostics: env.KEYWARD_DIAGNOSTICS === '1',
+    shutdownGraceMs,
   };
 }

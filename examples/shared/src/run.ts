@@ -1,12 +1,17 @@
+import type { Server } from 'node:http';
 import { createKeyService, type KeyService } from '@keyward/core';
 import { type ExampleConfig, readConfig } from './config.js';
 import { startDiagnostics } from './diagnostics.js';
+import { closeServer } from './shutdown.js';
 import { openStore } from './stores.js';
 import { welcomeText } from './welcome.js';
 
 export interface StartedServer {
   /** The port the app listens on (useful with PORT=0). */
   port: number;
+  /** The Node server underneath, so that shutdown can cut the connections that stay open. */
+  server: Server;
+  /** Stops accepting connections; resolves once every open one has ended. */
   close(): Promise<void>;
 }
 
@@ -62,16 +67,23 @@ export async function runExample(app: ExampleApp): Promise<void> {
     if (stopping) return;
     stopping = true;
     log(`\n${signal}: closing…`);
-    try {
-      await server.close();
-      await diagnostics?.close();
-      await service.close();
-      await opened.close();
-      process.exit(0);
-    } catch (error) {
-      logError(error);
-      process.exit(1);
-    }
+    // Each step runs whatever the one before did: above all service.close(), which writes
+    // the pending lastUsedAt values, must not be skipped because the server would not stop.
+    let failed = false;
+    const step = (done: Promise<void> | undefined) =>
+      done?.catch((error: unknown) => {
+        failed = true;
+        logError(error);
+      });
+    await step(closeServer(server, config.shutdownGraceMs));
+    await step(diagnostics?.close());
+    await step(
+      service.close().then(() => {
+        log('pending lastUsedAt values written');
+      }),
+    );
+    await step(opened.close());
+    process.exit(failed ? 1 : 0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));

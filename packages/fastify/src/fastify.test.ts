@@ -42,3 +42,35 @@ describe('fastify guard: host hooks that throw', () => {
     }
   });
 });
+
+describe('fastify plugin: closeService', () => {
+  // A flush interval no test reaches: lastUsedAt is written only by a close.
+  const options = { lastUsedFlushIntervalMs: 3_600_000 };
+
+  async function useKeyThenClose(closeService: boolean) {
+    const store = memoryStore();
+    const service = createKeyService({ store, ...options });
+    const app = Fastify();
+    await app.register(keyward, { service, closeService });
+    app.get('/guarded', { config: { apiKey: true } }, async () => ({ ok: true }));
+    const { rawKey } = await service.create('acct_close', 'close');
+    const used = await app.inject({ url: '/guarded', headers: { 'x-api-key': rawKey } });
+    expect(used.statusCode).toBe(200);
+    const [before] = await store.listByOwner('acct_close');
+    expect(before?.lastUsedAt).toBeNull();
+    await app.close();
+    const [after] = await store.listByOwner('acct_close');
+    return { service, lastUsedAt: after?.lastUsedAt ?? null };
+  }
+
+  it('with closeService: true, app.close() closes the service and writes the pending lastUsedAt', async () => {
+    const { lastUsedAt } = await useKeyThenClose(true);
+    expect(lastUsedAt).toBeInstanceOf(Date);
+  });
+
+  it('by default, app.close() leaves the service open to its owner', async () => {
+    const { service, lastUsedAt } = await useKeyThenClose(false);
+    expect(lastUsedAt).toBeNull();
+    await service.close();
+  });
+});

@@ -2,7 +2,6 @@ import {
   type AuthenticatedKey,
   createHttpHandler,
   type HttpOptions,
-  type HttpResponse,
   type KeyService,
 } from '@keyward/core';
 import type {
@@ -13,6 +12,10 @@ import type {
   onRequestHookHandler,
 } from 'fastify';
 import fp from 'fastify-plugin';
+import { guardConfiguredRoutesOf } from './configured-routes.js';
+import { guardFor, kGuard, requireApiKey, send } from './guard.js';
+
+export { requireApiKey };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,7 +24,13 @@ declare module 'fastify' {
     apiKey: AuthenticatedKey | null;
   }
   interface FastifyInstance {
-    /** keyward's guard as an onRequest hook: `{ onRequest: fastify.requireApiKey }`. */
+    /**
+     * keyward's guard as an onRequest hook: `{ onRequest: fastify.requireApiKey }`. It
+     * exists only once the plugin has loaded (after `await app.register(keyward, …)`);
+     * read earlier it is `undefined`, and Fastify takes `onRequest: undefined` as no hook
+     * at all. Where that order is not certain, use `{ config: { apiKey: true } }` or the
+     * exported `requireApiKey`, which hold in any order.
+     */
     requireApiKey: onRequestHookHandler;
     /** keyward's HTTP layer, for `keywardFrameworkErrors`. */
     keyward: ReturnType<typeof createHttpHandler>;
@@ -35,50 +44,24 @@ declare module 'fastify' {
 export interface KeywardFastifyOptions extends HttpOptions {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
+  /**
+   * Let the plugin own the service: `app.close()` then closes it (`service.close()`,
+   * which writes the pending lastUsedAt values), after the server has stopped. Leave it
+   * off when the service outlives the app or is shared between apps.
+   * @default false
+   */
+  closeService?: boolean;
 }
 
 async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOptions) {
   const http = createHttpHandler(options.service, options);
-
-  // onRequest runs before Fastify reads any body: an unverified caller never gets its
-  // body parsed. A callback hook, not an async one: a cached key continues the request in
-  // the same tick, where an async hook would cost a promise and a trip through the
-  // microtask queue on every request.
-  const requireApiKey: onRequestHookHandler = (request, reply, done) => {
-    const cached = http.authenticateCached(request.headers);
-    if (cached) {
-      request.apiKey = cached;
-      done();
-      return;
-    }
-    let continued = false;
-    http
-      .authenticate(request.headers)
-      .then((result) => {
-        if (!result.ok) {
-          // Answering without calling done() ends the request here.
-          send(reply, http.errorResponse(result.error));
-          return;
-        }
-        request.apiKey = result.key;
-        continued = true;
-        done();
-      })
-      .catch((error: Error) => {
-        // Whatever threw (a host's onError, the reply), the request gets an answer once: from
-        // Fastify's error handler if it is still ours, else the error is only logged.
-        if (!continued && !reply.sent) done(error);
-        else request.log.error(error);
-      });
-  };
+  const guard = guardFor(http);
   fastify.decorateRequest('apiKey', null);
-  fastify.decorate('requireApiKey', requireApiKey);
+  fastify.decorate('requireApiKey', guard);
   fastify.decorate('keyward', http);
-  fastify.addHook('onRoute', (route) => {
-    if (!route.config?.apiKey) return;
-    const hooks = route.onRequest ?? [];
-    route.onRequest = [requireApiKey, ...(Array.isArray(hooks) ? hooks : [hooks])];
-  });
+  fastify.decorate(kGuard, guard);
+  guardConfiguredRoutesOf(fastify);
+  if (options.closeService) fastify.addHook('onClose', () => options.service.close());
 
   // The management routes live in their own context: core reads the raw body itself (after
   // the key check, with its own media type, size and JSON rules), so Fastify's parsers are
@@ -140,10 +123,6 @@ export function keywardFrameworkErrors(
     return;
   }
   reply.code(error.statusCode ?? 400).send(error);
-}
-
-function send(reply: FastifyReply, response: HttpResponse): FastifyReply {
-  return reply.code(response.status).headers(response.headers).send(response.body);
 }
 
 /**

@@ -1,0 +1,82 @@
+import { type createHttpHandler, errorCodes, type HttpResponse } from '@keyward/core';
+import type { FastifyReply, onRequestHookHandler } from 'fastify';
+
+type Http = ReturnType<typeof createHttpHandler>;
+
+export function send(reply: FastifyReply, response: HttpResponse): FastifyReply {
+  return reply.code(response.status).headers(response.headers).send(response.body);
+}
+
+/**
+ * The guard bound to one keyward registration, as an onRequest hook.
+ *
+ * onRequest runs before Fastify reads any body: an unverified caller never gets its body
+ * parsed. A callback hook, not an async one: a cached key continues the request in the
+ * same tick, where an async hook would cost a promise and a trip through the microtask
+ * queue on every request.
+ */
+export function guardFor(http: Http): onRequestHookHandler {
+  return (request, reply, done) => {
+    const cached = http.authenticateCached(request.headers);
+    if (cached) {
+      request.apiKey = cached;
+      done();
+      return;
+    }
+    let continued = false;
+    http
+      .authenticate(request.headers)
+      .then((result) => {
+        if (!result.ok) {
+          // Answering without calling done() ends the request here.
+          send(reply, http.errorResponse(result.error));
+          return;
+        }
+        request.apiKey = result.key;
+        continued = true;
+        done();
+      })
+      .catch((error: Error) => {
+        // Whatever threw (a host's onError, the reply), the request gets an answer once: from
+        // Fastify's error handler if it is still ours, else the error is only logged.
+        if (!continued && !reply.sent) done(error);
+        else request.log.error(error);
+      });
+  };
+}
+
+/** Where each registration leaves its guard on its instance; private, so no other plugin
+ * can shadow it in a child scope. */
+export const kGuard = Symbol('keyward.guard');
+
+/**
+ * The guard as a hook that holds wherever it is declared, before or after the plugin: it
+ * finds, at request time, the keyward registered in the route's scope
+ * (`request.server.keyward`, which Fastify's encapsulation resolves through the parent
+ * scopes). A route whose scope has none fails closed.
+ *
+ * ```ts
+ * app.get('/v1/me', { onRequest: requireApiKey }, handler);
+ * ```
+ */
+export const requireApiKey: onRequestHookHandler = (request, reply, done) => {
+  const guard = (request.server as unknown as Record<symbol, onRequestHookHandler | undefined>)[
+    kGuard
+  ];
+  if (guard === undefined) {
+    failClosed(request.routeOptions.url, reply);
+    return;
+  }
+  guard.call(request.server, request, reply, done);
+};
+
+/** A route asks for a key where no keyward can check one: never serve it. The client gets
+ * the shared 500 envelope; the host's log says what is wrong. */
+function failClosed(url: string | undefined, reply: FastifyReply): void {
+  reply.log.error(
+    `keyward: route ${url ?? '(unknown)'} requires an API key, but no keyward plugin is ` +
+      'registered in its scope; register keyward on the root instance or a parent of this route.',
+  );
+  const { status, message } = errorCodes.internal_error;
+  reply.code(status).send({ success: false, error: { code: 'internal_error', message } });
+}

@@ -31,8 +31,9 @@ export interface RedisBusOptions {
    * Receives what the bus cannot throw to a caller: what a listener throws (so one failing
    * listener neither stops delivery to the others nor disturbs the connection's reply
    * parsing), and a SUBSCRIBE that fails again after a reconnect (retried with backoff).
-   * @default `onListenerError` if given, else rethrows it on the next tick, as an uncaught
-   * exception: never lost silently
+   * @default a listener's error goes to `onListenerError` if given, else is rethrown on the
+   * next tick, as an uncaught exception (never lost silently); a failed SUBSCRIBE becomes a
+   * process warning, since the bus retries it
    */
   onError?: (error: unknown) => void;
   /** @deprecated Use `onError`, which receives these errors and the bus's own. */
@@ -56,6 +57,9 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
       setImmediate(() => {
         throw error;
       }));
+  // The bus's own connection trouble: retried, so by default a warning, not a crash.
+  const onBusError =
+    options.onError ?? ((error: unknown) => process.emitWarning(busWarning(error)));
   // Each subscription's listener → its resync callback.
   const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions['onResync']>();
 
@@ -73,8 +77,8 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
   };
 
   // A dropped connection opens a gap: events published until the channel is subscribed
-  // again are lost. ioredis reconnects by itself (and, by default, resubscribes); on
-  // 'ready' the bus sends its own SUBSCRIBE, which is harmless if ioredis already did and
+  // again are lost. ioredis reconnects by itself (and, by default, resubscribes); once it
+  // has, the bus sends its own SUBSCRIBE, which is harmless if ioredis already did and
   // tells when the channel is live again, and only then reports the gap as closed.
   let drops = 0;
   let gap = false;
@@ -84,20 +88,27 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
     drops++;
     gap = true;
   };
-  const onReady = () => {
+  const onBack = () => {
     if (gap) void resubscribe();
   };
-  const onNodeLost = () => {
-    onClose();
-    onReady();
+  // The connection that carries the subscription: the client itself, whose 'ready' says
+  // it is back; on a Cluster, the node connection ioredis picked, which it replaces by
+  // another once it has ended.
+  const backEvent = subscriber.isCluster ? 'end' : 'ready';
+  let watched: Redis | undefined;
+  const watch = () => {
+    const connection = subscriptionConnection(subscriber);
+    if (connection === watched) return;
+    unwatch();
+    watched = connection;
+    watched?.on('close', onClose);
+    watched?.on(backEvent, onBack);
   };
-  const connectionEvents = [
-    ['close', onClose],
-    ['ready', onReady],
-    // A Cluster moves its subscriber connection to another node without a 'close' of its
-    // own: a node leaving counts as a gap, and resubscribing checks the channel is live.
-    ['-node', onNodeLost],
-  ] as const;
+  const unwatch = () => {
+    watched?.off('close', onClose);
+    watched?.off(backEvent, onBack);
+    watched = undefined;
+  };
 
   const resubscribe = (): Promise<void> =>
     serially(async () => {
@@ -108,10 +119,10 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
       try {
         await subscriber.subscribe(channel);
       } catch (error) {
-        // A connection that dropped again reports its own error, and 'ready' brings the
-        // bus back here; a live one that refuses SUBSCRIBE is retried with backoff.
+        // A single server whose connection dropped again comes back here on its next
+        // 'ready'; otherwise (SUBSCRIBE refused, a Cluster node that failed) retry.
         if (subscriber.status === 'ready') {
-          onError(
+          onBusError(
             new Error(`keyward: the bus could not subscribe again to "${channel}".`, {
               cause: error,
             }),
@@ -121,6 +132,7 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
         }
         return;
       }
+      watch();
       if (drops !== seen) return;
       gap = false;
       retries = 0;
@@ -156,10 +168,10 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
         }
         subscribed = true;
         gap = false;
-        for (const [event, handler] of connectionEvents) subscriber.on(event, handler);
+        watch();
       } else if (listeners.size === 0 && subscribed) {
         await subscriber.unsubscribe(channel);
-        for (const [event, handler] of connectionEvents) subscriber.off(event, handler);
+        unwatch();
         subscriber.off('message', onMessage);
         subscribed = false;
         clearTimeout(retryTimer);
@@ -187,4 +199,18 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
       };
     },
   };
+}
+
+/** The connection a subscriber's SUBSCRIBE went to: a Cluster keeps it out of its public
+ * API (ioredis 6), so without it a Cluster's gaps go unnoticed, as before. */
+function subscriptionConnection(subscriber: Redis | Cluster): Redis | undefined {
+  if (!subscriber.isCluster) return subscriber as Redis;
+  const internal = subscriber as unknown as { subscriber?: { getInstance?(): Redis | null } };
+  return internal.subscriber?.getInstance?.() ?? undefined;
+}
+
+function busWarning(error: unknown): string {
+  const cause =
+    error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
+  return `${error instanceof Error ? error.message : String(error)}${cause}`;
 }

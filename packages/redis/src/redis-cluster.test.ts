@@ -57,7 +57,7 @@ if (!cluster) {
     });
     // The cluster is this file's own: every subscriber connection on it may go.
     const killed = await Promise.all(
-      main.nodes('master').map((node) => node.client('KILL', 'TYPE', 'pubsub')),
+      main.nodes('master').map((node) => node.call('CLIENT', 'KILL', 'TYPE', 'pubsub')),
     );
     expect(killed.reduce((a, b) => Number(a) + Number(b), 0)).toBeGreaterThanOrEqual(1);
     await vi.waitFor(() => expect(resyncs).toBe(1));

@@ -27,7 +27,16 @@ import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 const postgres = await postgresReachable();
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
+  // Each runs whatever the others did, so a failed test leaves no server behind.
+  const failures: unknown[] = [];
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0) throw new AggregateError(failures, 'cleanup failed');
 });
 
 /** A store shared by the instances, counting the reads each one makes: a read means the

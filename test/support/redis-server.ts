@@ -23,7 +23,7 @@ export async function startRedisServer(): Promise<RedisServerProcess> {
     async kill() {
       const current = child;
       child = undefined;
-      if (!current || current.exitCode !== null) return;
+      if (!current || current.exitCode !== null || current.signalCode !== null) return;
       const exited = new Promise((resolve) => current.once('exit', resolve));
       current.kill('SIGKILL');
       await exited;

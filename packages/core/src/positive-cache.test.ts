@@ -48,6 +48,20 @@ describe('PositiveCache', () => {
     expect(c.size).toBe(0);
   });
 
+  it('clear() empties it and it keeps caching, and expiring, what comes after', async () => {
+    const { c } = cache({ ttlMs: 50 });
+    c.set('d1', result('key_1'), 0);
+    c.clear();
+    expect(c.get('d1', 1)).toBeUndefined();
+    expect([c.size, c.queued]).toEqual([0, 0]);
+    c.set('d2', result('key_2'), 0);
+    expect(c.get('d2', 1)?.key.id).toBe('key_2');
+    c.deleteKey('key_1'); // the cleared entry's id leads nowhere
+    expect(c.size).toBe(1);
+    await sleep(80);
+    expect(c.size).toBe(0);
+  });
+
   it('the expiry queue stays near the cache size under churn, however long the TTL', () => {
     const { c } = cache({ max: 10, ttlMs: 3_600_000 });
     for (let i = 0; i < 20_000; i++) c.set(`d${i}`, result(`key_${i}`), 0);

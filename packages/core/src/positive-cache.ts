@@ -104,16 +104,21 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     return this.#due.length - this.#head;
   }
 
-  /** Empties the cache and stops the expiry timer. With no timer, nothing would expire: a
-   * closed service's guard verifies every key afresh (and fails closed once its store is
-   * gone) instead of accepting cached ones for ever. */
-  close(): void {
-    this.#closed = true;
+  /** Empties the cache, which stays in use (the bus was away: any entry may be stale). */
+  clear(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#lru.clear();
     this.#due = [];
     this.#head = 0;
+  }
+
+  /** Empties the cache and stops the expiry timer. With no timer, nothing would expire: a
+   * closed service's guard verifies every key afresh (and fails closed once its store is
+   * gone) instead of accepting cached ones for ever. */
+  close(): void {
+    this.#closed = true;
+    this.clear();
   }
 
   /** Keeps the queue near the cache's own size: its spent front goes once it is most of the

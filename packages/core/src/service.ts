@@ -151,15 +151,23 @@ export function createKeyService(options: KeyServiceOptions) {
     verified.deleteKey(keyId);
   }
 
-  const subscription = o.bus
-    ?.subscribe((event: InvalidationEvent) => {
+  const subscription = o.bus?.subscribe(
+    (event: InvalidationEvent) => {
       invalidateLocally(event.keyId);
       if (event.type === 'revoked') lastUsed.forget(event.keyId);
-    })
-    .catch((error: unknown) => {
-      o.onError(error);
-      return undefined;
-    });
+    },
+    {
+      // The bus was away and events may have been lost: any key may have been revoked
+      // meanwhile, so nothing verified before stays cached, nor is a verification that
+      // started before cached when it ends.
+      onResync: () => {
+        invalidations.recordAll();
+        verified.clear();
+      },
+    },
+  );
+  // Reported even to a host that never calls ready(); ready() rejects with it too.
+  subscription?.catch(o.onError);
 
   async function publish(event: InvalidationEvent): Promise<void> {
     if (!o.bus) return;
@@ -448,10 +456,19 @@ export function createKeyService(options: KeyServiceOptions) {
     /** The options in force, defaults filled in. */
     options: o as Readonly<ResolvedOptions>,
 
-    /** Resolves once the invalidation bus (if any) is listening. */
+    /** Resolves once the invalidation bus (if any) is listening; rejects if it cannot
+     * subscribe, since this instance would then keep revoked keys until their cache TTL. */
     async ready(): Promise<void> {
       await checkStore(store, o.storeTimeoutMs);
-      await subscription;
+      try {
+        await subscription;
+      } catch (cause) {
+        const reason = cause instanceof Error ? cause.message : String(cause);
+        throw new KeywardError('service_unavailable', {
+          message: `keyward: the invalidation bus could not subscribe (${reason}); revocations made on other instances would not reach this one.`,
+          cause,
+        });
+      }
     },
 
     /**
@@ -539,7 +556,7 @@ export function createKeyService(options: KeyServiceOptions) {
      * so the host knows it was not saved. */
     async close(): Promise<void> {
       verified.close();
-      const unsubscribe = await subscription;
+      const unsubscribe = await subscription?.catch(() => undefined);
       await unsubscribe?.();
       await lastUsed.close();
     },

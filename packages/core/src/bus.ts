@@ -41,6 +41,17 @@ export interface InvalidationEvent {
   type: 'revoked' | 'renamed';
   /** Public id of the key. Never the raw key or its lookup part. */
   keyId: string;
+  /** The key's owner, when known. A receiver then drops the key only where it is cached
+   * as that owner's: an event sent on a failed revocation (which could not check who owns
+   * the id) cannot evict another account's key. */
+  ownerId?: string;
+}
+
+/** The wire form of an event: only its own fields, whatever else the caller's object
+ * holds. */
+export function serializeInvalidationEvent(event: InvalidationEvent): string {
+  const { type, keyId, ownerId } = event;
+  return JSON.stringify(ownerId === undefined ? { type, keyId } : { type, keyId, ownerId });
 }
 
 /** Parses an event received from the wire; anything malformed is `null`. */
@@ -48,9 +59,10 @@ export function parseInvalidationEvent(payload: string): InvalidationEvent | nul
   try {
     const value: unknown = JSON.parse(payload);
     if (typeof value !== 'object' || value === null) return null;
-    const { type, keyId } = value as Record<string, unknown>;
+    const { type, keyId, ownerId } = value as Record<string, unknown>;
     if ((type !== 'revoked' && type !== 'renamed') || typeof keyId !== 'string') return null;
-    return { type, keyId };
+    if (ownerId !== undefined && typeof ownerId !== 'string') return null;
+    return ownerId === undefined ? { type, keyId } : { type, keyId, ownerId };
   } catch {
     return null;
   }

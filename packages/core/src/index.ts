@@ -6,6 +6,7 @@ export {
   memoryBus,
   parseInvalidationEvent,
   type SubscribeOptions,
+  serializeInvalidationEvent,
 } from './bus.js';
 export { constantTimeEqual } from './constant-time.js';
 export {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { PositiveCache } from './positive-cache.js';
 
-const result = (id: string) => ({ ok: true as const, key: { id } });
+const result = (id: string) => ({ ok: true as const, key: { id, ownerId: 'acct_1' } });
 
 function cache(options: { max?: number; ttlMs?: number } = {}) {
   const uses: Array<[string, number]> = [];

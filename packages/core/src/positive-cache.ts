@@ -26,7 +26,9 @@ const RECENCY_REFRESH_MS = 1000;
  * due in the order they were added (one TTL for all), so one timer, armed for the oldest,
  * drops each as it comes due, never later than the event loop's next turn of timers.
  */
-export class PositiveCache<R extends { readonly key: { readonly id: string } }> {
+export class PositiveCache<
+  R extends { readonly key: { readonly id: string; readonly ownerId: string } },
+> {
   readonly #lru: LRUCache<string, Entry<R>>;
   readonly #hot = new Map<string, Entry<R>>();
   readonly #digestById = new Map<string, string>();
@@ -89,10 +91,13 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     this.#armTimer();
   }
 
-  /** Drops the key with this id, if cached. */
-  deleteKey(id: string): void {
+  /** Drops the key with this id, if cached (and, with `ownerId`, only if it is that
+   * owner's). */
+  deleteKey(id: string, ownerId?: string): void {
     const digest = this.#digestById.get(id);
-    if (digest !== undefined) this.#lru.delete(digest);
+    if (digest === undefined) return;
+    if (ownerId !== undefined && this.#hot.get(digest)?.result.key.ownerId !== ownerId) return;
+    this.#lru.delete(digest);
   }
 
   get size(): number {

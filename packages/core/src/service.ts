@@ -146,14 +146,14 @@ export function createKeyService(options: KeyServiceOptions) {
   let refusalsRefilledAt = performance.now();
 
   /** Per key: a verification in flight of another key is still cached. */
-  function invalidateLocally(keyId: string): void {
+  function invalidateLocally(keyId: string, ownerId?: string): void {
     invalidations.record(keyId);
-    verified.deleteKey(keyId);
+    verified.deleteKey(keyId, ownerId);
   }
 
   const subscription = o.bus?.subscribe(
     (event: InvalidationEvent) => {
-      invalidateLocally(event.keyId);
+      invalidateLocally(event.keyId, event.ownerId);
       if (event.type === 'revoked') lastUsed.forget(event.keyId);
     },
     {
@@ -177,15 +177,16 @@ export function createKeyService(options: KeyServiceOptions) {
   }
 
   /** A key that is gone from the store: out of every cache, its pending lastUsedAt too. */
-  async function dropRevoked(keyId: string): Promise<void> {
+  async function dropRevoked(ownerId: string, keyId: string): Promise<void> {
     lastUsed.forget(keyId);
-    await dropEverywhere(keyId);
+    await dropEverywhere(ownerId, keyId);
   }
 
-  /** Out of this instance's caches and, through the bus, every other's. */
-  async function dropEverywhere(keyId: string): Promise<void> {
-    invalidateLocally(keyId);
-    await publish({ type: 'revoked', keyId });
+  /** Out of this instance's caches and, through the bus, every other's; only where it is
+   * cached as `ownerId`'s, so a caller naming another account's key id evicts nothing. */
+  async function dropEverywhere(ownerId: string, keyId: string): Promise<void> {
+    invalidateLocally(keyId, ownerId);
+    await publish({ type: 'revoked', keyId, ownerId });
   }
 
   /**
@@ -517,17 +518,17 @@ export function createKeyService(options: KeyServiceOptions) {
           // Landed after the caller was answered: a verification since may have cached it
           // again, here or elsewhere.
           (late) => {
-            if (late) void dropRevoked(id);
+            if (late) void dropRevoked(ownerId, id);
           },
         );
       } catch (error) {
         // The delete may have landed (an answer lost) or still land (a timeout): the key
         // leaves every cache now rather than live on wherever it was cached.
-        await dropEverywhere(id);
+        await dropEverywhere(ownerId, id);
         throw error;
       }
       if (!deleted) return false;
-      await dropRevoked(id);
+      await dropRevoked(ownerId, id);
       return true;
     },
 

@@ -4,6 +4,7 @@ import {
   type InvalidationEvent,
   parseInvalidationEvent,
   type SubscribeOptions,
+  serializeInvalidationEvent,
 } from '@keyward/core';
 import { sql } from 'kysely';
 import type { AnyKysely } from './table.js';
@@ -176,7 +177,7 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
   return {
     async publish(event) {
       // Only the two fields go on the wire, whatever else the caller's object holds.
-      const payload = JSON.stringify({ type: event.type, keyId: event.keyId });
+      const payload = serializeInvalidationEvent(event);
       await sql`select pg_notify(${channel}, ${payload})`.execute(executor);
     },
 

@@ -4,6 +4,7 @@ import {
   type InvalidationEvent,
   parseInvalidationEvent,
   type SubscribeOptions,
+  serializeInvalidationEvent,
 } from '@keyward/core';
 import type { Cluster, Redis } from 'ioredis';
 
@@ -181,7 +182,7 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
 
   return {
     async publish(event) {
-      await publisher.publish(channel, JSON.stringify({ type: event.type, keyId: event.keyId }));
+      await publisher.publish(channel, serializeInvalidationEvent(event));
     },
 
     async subscribe(listener, subscribeOptions) {

@@ -24,7 +24,7 @@ export async function openStore(
     case 'postgres':
       return openPostgres(config, onError);
     case 'redis':
-      return openRedis(config);
+      return openRedis(config, onError);
   }
 }
 
@@ -75,21 +75,35 @@ async function openPostgres(
   pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
   await migrate(db);
-  // LISTEN needs a connection of its own, outside the pool.
-  const listener = new pg.Client({ connectionString: config.databaseUrl });
-  await listener.connect();
+  // LISTEN needs a connection of its own, outside the pool. The bus opens it, and opens
+  // another when it drops (then the service empties its cache: events were missed); it
+  // ends it when the service closes.
+  const bus = postgresBus({
+    db,
+    onError,
+    connect: async () => {
+      const listener = new pg.Client({
+        connectionString: config.databaseUrl,
+        connectionTimeoutMillis: 3000,
+      });
+      await listener.connect();
+      return listener;
+    },
+  });
   return {
     store: kyselyStore(db),
-    bus: postgresBus({ db, connection: listener, onError }),
+    bus,
     label: `Postgres at ${redactUrl(config.databaseUrl)}`,
     close: async () => {
-      await listener.end();
       await db.destroy();
     },
   };
 }
 
-async function openRedis(config: ExampleConfig): Promise<OpenedStore> {
+async function openRedis(
+  config: ExampleConfig,
+  onError: (e: unknown) => void,
+): Promise<OpenedStore> {
   const [{ Redis }, { redisStore, redisBus }] = await Promise.all([
     import('ioredis'),
     import('@keyward/redis'),
@@ -100,11 +114,13 @@ async function openRedis(config: ExampleConfig): Promise<OpenedStore> {
     // service could stay down after Redis is back; a short cap brings it back at once.
     retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
   });
+  // Same options: it reconnects with the same short backoff and never gives up, and the
+  // bus subscribes again each time (then the service empties its cache).
   const subscriber = client.duplicate();
   await client.ping();
   return {
     store: redisStore(client),
-    bus: redisBus({ publisher: client, subscriber }),
+    bus: redisBus({ publisher: client, subscriber, onError }),
     label: `Redis at ${redactUrl(config.redisUrl)}`,
     close: async () => {
       subscriber.disconnect();

@@ -7,9 +7,33 @@
 export interface InvalidationBus {
   /** Sends the event to every subscribed instance, this one included. */
   publish(event: InvalidationEvent): Promise<void>;
-  /** Starts delivering events to `listener`; resolves once the subscription is live.
-   * The returned function ends it. */
-  subscribe(listener: (event: InvalidationEvent) => void): Promise<() => Promise<void>>;
+  /**
+   * Starts delivering events to `listener`; resolves once the subscription is live, and
+   * rejects if it cannot be made. The returned function ends it. A bus whose connection
+   * drops keeps the subscription: it listens again on its own, with backoff, and then
+   * calls `options.onResync`, since events published meanwhile never reached it.
+   */
+  subscribe(
+    listener: (event: InvalidationEvent) => void,
+    options?: SubscribeOptions,
+  ): Promise<() => Promise<void>>;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Called each time the subscription is live again after a gap (a dropped connection) in
+   * which events may have been lost: the subscriber must treat every key as possibly
+   * revoked, e.g. empty its caches. A bus that cannot lose events never calls it.
+   */
+  onResync?: () => void;
+}
+
+/** How long a bus waits before its `attempt`-th retry (0 first) at listening again:
+ * exponential from 100 ms, capped at 30 s, with jitter on the upper half so instances
+ * cut off together do not all come back in the same millisecond. */
+export function busRetryDelay(attempt: number): number {
+  const ceiling = Math.min(100 * 2 ** Math.min(attempt, 20), 30_000);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
 const invalidationTypes = ['revoked', 'renamed', 'updated', 'rolled'] as const;
@@ -21,6 +45,17 @@ export interface InvalidationEvent {
   type: InvalidationType;
   /** Public id of the key. Never the raw key or its lookup part. */
   keyId: string;
+  /** The key's owner, when known. A receiver then drops the key only where it is cached
+   * as that owner's: an event sent on a failed revocation (which could not check who owns
+   * the id) cannot evict another account's key. */
+  ownerId?: string;
+}
+
+/** The wire form of an event: only its own fields, whatever else the caller's object
+ * holds. */
+export function serializeInvalidationEvent(event: InvalidationEvent): string {
+  const { type, keyId, ownerId } = event;
+  return JSON.stringify(ownerId === undefined ? { type, keyId } : { type, keyId, ownerId });
 }
 
 /** Parses an event received from the wire; anything malformed is `null`. */
@@ -28,11 +63,14 @@ export function parseInvalidationEvent(payload: string): InvalidationEvent | nul
   try {
     const value: unknown = JSON.parse(payload);
     if (typeof value !== 'object' || value === null) return null;
-    const { type, keyId } = value as Record<string, unknown>;
+    const { type, keyId, ownerId } = value as Record<string, unknown>;
     if (typeof keyId !== 'string' || !invalidationTypes.includes(type as InvalidationType)) {
       return null;
     }
-    return { type: type as InvalidationType, keyId };
+    if (ownerId !== undefined && typeof ownerId !== 'string') return null;
+    const event: InvalidationEvent = { type: type as InvalidationType, keyId };
+    if (ownerId !== undefined) event.ownerId = ownerId;
+    return event;
   } catch {
     return null;
   }

@@ -1,9 +1,12 @@
 export { BASE62_ALPHABET, encodeBase62, randomBase62 } from './base62.js';
 export {
+  busRetryDelay,
   type InvalidationBus,
   type InvalidationEvent,
   memoryBus,
   parseInvalidationEvent,
+  type SubscribeOptions,
+  serializeInvalidationEvent,
 } from './bus.js';
 export { constantTimeEqual } from './constant-time.js';
 export {

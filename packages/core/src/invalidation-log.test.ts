@@ -24,4 +24,15 @@ describe('invalidation log', () => {
     expect(log.since('key_z', middle)).toBe(false);
     expect(log.since('key_z', log.seq)).toBe(false);
   });
+
+  it('recordAll() counts every key as invalidated for verifications started before it', () => {
+    const log = new InvalidationLog(10);
+    const before = log.seq;
+    log.record('key_a');
+    log.recordAll();
+    expect(log.since('key_a', before)).toBe(true);
+    expect(log.since('key_never_seen', before)).toBe(true);
+    expect(log.since('key_never_seen', log.seq)).toBe(false);
+    expect(log.size).toBe(0);
+  });
 });

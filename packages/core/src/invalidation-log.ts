@@ -35,6 +35,14 @@ export class InvalidationLog {
     }
   }
 
+  /** Every key at once (the bus was away, events may have been lost): each verification
+   * in flight counts as invalidated. */
+  recordAll(): void {
+    this.#seq++;
+    this.#floor = this.#seq;
+    this.#last.clear();
+  }
+
   /** Whether `keyId` may have been invalidated after a verification started at `seq`. */
   since(keyId: string, seq: number): boolean {
     return seq < this.#floor || (this.#last.get(keyId) ?? 0) > seq;

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { PositiveCache } from './positive-cache.js';
 
-const result = (id: string) => ({ ok: true as const, key: { id } });
+const result = (id: string) => ({ ok: true as const, key: { id, ownerId: 'acct_1' } });
 
 function cache(options: { max?: number; ttlMs?: number } = {}) {
   const uses: Array<[string, number]> = [];
@@ -44,6 +44,20 @@ describe('PositiveCache', () => {
     expect(c.get('d1', 1)).toBeUndefined();
     c.set('d2', result('key_2'), 0);
     expect(c.get('d2', 1)).toBeUndefined();
+    await sleep(80);
+    expect(c.size).toBe(0);
+  });
+
+  it('clear() empties it and it keeps caching, and expiring, what comes after', async () => {
+    const { c } = cache({ ttlMs: 50 });
+    c.set('d1', result('key_1'), 0);
+    c.clear();
+    expect(c.get('d1', 1)).toBeUndefined();
+    expect([c.size, c.queued]).toEqual([0, 0]);
+    c.set('d2', result('key_2'), 0);
+    expect(c.get('d2', 1)?.key.id).toBe('key_2');
+    c.deleteKey('key_1'); // the cleared entry's id leads nowhere
+    expect(c.size).toBe(1);
     await sleep(80);
     expect(c.size).toBe(0);
   });

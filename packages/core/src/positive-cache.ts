@@ -29,7 +29,9 @@ const RECENCY_REFRESH_MS = 1000;
  * due in the order they were added (one TTL for all), so one timer, armed for the oldest,
  * drops each as it comes due, never later than the event loop's next turn of timers.
  */
-export class PositiveCache<R extends { readonly key: { readonly id: string } }> {
+export class PositiveCache<
+  R extends { readonly key: { readonly id: string; readonly ownerId: string } },
+> {
   readonly #lru: LRUCache<string, Entry<R>>;
   readonly #hot = new Map<string, Entry<R>>();
   readonly #digestById = new Map<string, string>();
@@ -103,10 +105,13 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     this.#armTimer();
   }
 
-  /** Drops the key with this id, if cached. */
-  deleteKey(id: string): void {
+  /** Drops the key with this id, if cached (and, with `ownerId`, only if it is that
+   * owner's). */
+  deleteKey(id: string, ownerId?: string): void {
     const digest = this.#digestById.get(id);
-    if (digest !== undefined) this.#lru.delete(digest);
+    if (digest === undefined) return;
+    if (ownerId !== undefined && this.#hot.get(digest)?.result.key.ownerId !== ownerId) return;
+    this.#lru.delete(digest);
   }
 
   get size(): number {
@@ -118,16 +123,21 @@ export class PositiveCache<R extends { readonly key: { readonly id: string } }> 
     return this.#due.length - this.#head;
   }
 
-  /** Empties the cache and stops the expiry timer. With no timer, nothing would expire: a
-   * closed service's guard verifies every key afresh (and fails closed once its store is
-   * gone) instead of accepting cached ones for ever. */
-  close(): void {
-    this.#closed = true;
+  /** Empties the cache, which stays in use (the bus was away: any entry may be stale). */
+  clear(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#lru.clear();
     this.#due = [];
     this.#head = 0;
+  }
+
+  /** Empties the cache and stops the expiry timer. With no timer, nothing would expire: a
+   * closed service's guard verifies every key afresh (and fails closed once its store is
+   * gone) instead of accepting cached ones for ever. */
+  close(): void {
+    this.#closed = true;
+    this.clear();
   }
 
   /** Keeps the queue near the cache's own size: its spent front goes once it is most of the

@@ -59,4 +59,32 @@ describe('key service: a revoke the store answers late or not at all', () => {
     await expect(a.revoke('acct_1', id)).rejects.toMatchObject({ code: 'service_unavailable' });
     for (const s of [a, b]) expect(s.verifyCached(rawKey)).toBeUndefined();
   });
+
+  it('a failed revoke naming another account’s key id evicts that key nowhere', async () => {
+    const inner = memoryStore();
+    let down = false;
+    const store: KeyStore = {
+      ...inner,
+      delete: (ownerId, id) =>
+        down ? Promise.reject(new Error('ECONNRESET')) : inner.delete(ownerId, id),
+    };
+    const bus = memoryBus();
+    const a = service({ store, bus });
+    const b = service({ store, bus });
+    await Promise.all([a.ready(), b.ready()]);
+    const victim = await a.create('acct_victim', 'k');
+    for (const s of [a, b]) expect((await s.verify(victim.rawKey)).ok).toBe(true);
+    down = true;
+    // While the store is down nobody can check who owns the id: the attacker's revoke
+    // fails, and the victim's key stays cached (served) on both instances.
+    await expect(a.revoke('acct_attacker', victim.id)).rejects.toMatchObject({
+      code: 'service_unavailable',
+    });
+    for (const s of [a, b]) expect(s.verifyCached(victim.rawKey)?.id).toBe(victim.id);
+    // The owner's own failed revoke still drops it everywhere.
+    await expect(a.revoke('acct_victim', victim.id)).rejects.toMatchObject({
+      code: 'service_unavailable',
+    });
+    for (const s of [a, b]) expect(s.verifyCached(victim.rawKey)).toBeUndefined();
+  });
 });

@@ -45,7 +45,18 @@ describe('key service: management', () => {
     const created = await keys.create('acct_1', 'k');
     const [listed] = await keys.list('acct_1');
     expect(Object.keys(listed ?? {}).sort()).toEqual(
-      ['createdAt', 'id', 'keyPrefix', 'keySuffix', 'lastUsedAt', 'name', 'expiresAt', 'scopes', 'metadata', 'createdBy'].sort(),
+      [
+        'createdAt',
+        'id',
+        'keyPrefix',
+        'keySuffix',
+        'lastUsedAt',
+        'name',
+        'expiresAt',
+        'scopes',
+        'metadata',
+        'createdBy',
+      ].sort(),
     );
     expect(JSON.stringify(listed)).not.toContain(created.rawKey.slice(16, 48));
   });

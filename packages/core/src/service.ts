@@ -184,15 +184,15 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   const verifier = createVerifier({ options: o, argon2Slots, lastUsed, callStore });
   const renames = new OwnerLimit(o.maxRenamesPerMinute, 60_000, RENAME_WINDOW_OWNERS);
 
-  const subscription = o.bus
-    ?.subscribe((event: InvalidationEvent) => {
-      verifier.invalidate(event.keyId);
+  const subscription = o.bus?.subscribe(
+    (event: InvalidationEvent) => {
+      verifier.invalidate(event.keyId, event.ownerId);
       if (event.type === 'revoked') lastUsed.forget(event.keyId);
-    })
-    .catch((error: unknown) => {
-      o.onError(error);
-      return undefined;
-    });
+    },
+    { onResync: () => verifier.invalidateAll() },
+  );
+  // Reported even to a host that never calls ready(); ready() rejects with it too.
+  subscription?.catch(o.onError);
 
   async function publish(event: InvalidationEvent): Promise<void> {
     if (!o.bus) return;
@@ -201,16 +201,22 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
     await o.bus.publish(event).catch(o.onError);
   }
 
-  /** A key that changed: out of this instance's caches and, through the bus, every other's. */
-  async function dropEverywhere(keyId: string, type: InvalidationEvent['type']): Promise<void> {
-    verifier.invalidate(keyId);
-    await publish({ type, keyId });
+  /** A key that changed: out of this instance's caches and, through the bus, every
+   * other's; only where it is cached as `ownerId`'s, so a caller naming another account's
+   * key id (in a revoke the store could not confirm) evicts nothing. */
+  async function dropEverywhere(
+    ownerId: string,
+    keyId: string,
+    type: InvalidationEvent['type'],
+  ): Promise<void> {
+    verifier.invalidate(keyId, ownerId);
+    await publish({ type, keyId, ownerId });
   }
 
   /** A key that is gone from the store: out of every cache, its pending lastUsedAt too. */
-  async function dropRevoked(keyId: string): Promise<void> {
+  async function dropRevoked(ownerId: string, keyId: string): Promise<void> {
     lastUsed.forget(keyId);
-    await dropEverywhere(keyId, 'revoked');
+    await dropEverywhere(ownerId, keyId, 'revoked');
   }
 
   /** Runs a store call with a deadline; any failure becomes `service_unavailable`, with
@@ -340,7 +346,15 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
 
     async ready() {
       await checkStore(store, o.storeTimeoutMs);
-      await subscription;
+      try {
+        await subscription;
+      } catch (cause) {
+        const reason = cause instanceof Error ? cause.message : String(cause);
+        throw new KeywardError('service_unavailable', {
+          message: `keyward: the invalidation bus could not subscribe (${reason}); revocations made on other instances would not reach this one.`,
+          cause,
+        });
+      }
     },
 
     async create(ownerId, name, options = {}) {
@@ -393,7 +407,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       }
       const record = await callStore(() => store.update(ownerId, id, changes));
       if (!record) return null;
-      await dropEverywhere(id, 'updated');
+      await dropEverywhere(ownerId, id, 'updated');
       return toApiKey(record);
     },
 
@@ -442,7 +456,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
           return { ...toApiKey(record), rawKey };
         });
         // Cached copies of the old key carry its old expiry: every instance reads it again.
-        if (rolled) await dropEverywhere(id, 'rolled');
+        if (rolled) await dropEverywhere(ownerId, id, 'rolled');
         return rolled;
       });
     },
@@ -457,17 +471,17 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
           // Landed after the caller was answered: a verification since may have cached it
           // again, here or elsewhere.
           (late) => {
-            if (late) void dropRevoked(id);
+            if (late) void dropRevoked(ownerId, id);
           },
         );
       } catch (error) {
         // The delete may have landed (an answer lost) or still land (a timeout): the key
         // leaves every cache now rather than live on wherever it was cached.
-        await dropEverywhere(id, 'revoked');
+        await dropEverywhere(ownerId, id, 'revoked');
         throw error;
       }
       if (!deleted) return false;
-      await dropRevoked(id);
+      await dropRevoked(ownerId, id);
       return true;
     },
 
@@ -479,15 +493,15 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
         revoked = await callStore(
           () => store.deleteTree(ownerId, id),
           (late) => {
-            for (const keyId of late) void dropRevoked(keyId);
+            for (const keyId of late) void dropRevoked(ownerId, keyId);
           },
         );
       } catch (error) {
         // Which descendants went is unknown; the named key at least leaves every cache.
-        await dropEverywhere(id, 'revoked');
+        await dropEverywhere(ownerId, id, 'revoked');
         throw error;
       }
-      await Promise.all(revoked.map(dropRevoked));
+      await Promise.all(revoked.map((keyId) => dropRevoked(ownerId, keyId)));
       return revoked;
     },
 
@@ -504,7 +518,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
 
     async close() {
       verifier.close();
-      const unsubscribe = await subscription;
+      const unsubscribe = await subscription?.catch(() => undefined);
       await unsubscribe?.();
       await lastUsed.close();
     },

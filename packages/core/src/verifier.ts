@@ -285,10 +285,17 @@ export function createVerifier({ options: o, argon2Slots, lastUsed, callStore }:
   return {
     verify,
     verifyCached,
-    /** Per key: a verification in flight of another key is still cached. */
-    invalidate(keyId: string): void {
+    /** Per key: a verification in flight of another key is still cached. With `ownerId`,
+     * a cached key is dropped only if it is that owner's. */
+    invalidate(keyId: string, ownerId?: string): void {
       invalidations.record(keyId);
-      verified.deleteKey(keyId);
+      verified.deleteKey(keyId, ownerId);
+    },
+    /** Every key at once (the bus was away and events may have been lost): nothing verified
+     * before stays cached, nor is a verification that started before cached when it ends. */
+    invalidateAll(): void {
+      invalidations.recordAll();
+      verified.clear();
     },
     /** Empties the key cache and stops its timer: nothing would expire it any more. */
     close(): void {

@@ -1,16 +1,18 @@
 import type { FastifyInstance, onRequestHookHandler } from 'fastify';
-import { requireApiKey } from './guard.js';
+import { runScopedGuard } from './guard.js';
 
 /**
- * The hook behind `{ config: { apiKey: true } }`. A route without the option pays one read
- * of its config; one with it runs the guard of the keyward in its scope, or fails closed.
+ * The hook behind `{ config: { apiKey: true } }` and `{ config: { apiKey: { scopes } } }`.
+ * A route without the option pays one read of its config; one with it runs the guard of
+ * the keyward in its scope (with the scopes it names), or fails closed.
  */
-const guardConfiguredRoutes: onRequestHookHandler = function (request, reply, done) {
-  if (!request.routeOptions.config?.apiKey) {
+const guardConfiguredRoutes: onRequestHookHandler = (request, reply, done) => {
+  const option = request.routeOptions.config?.apiKey;
+  if (!option) {
     done();
     return;
   }
-  requireApiKey.call(this, request, reply, done);
+  runScopedGuard(request, reply, done, option === true ? undefined : option.scopes);
 };
 
 const hooked = new WeakSet<FastifyInstance>();

@@ -1,5 +1,15 @@
-import { type createHttpHandler, errorCodes, type HttpResponse } from '@keyward/core';
-import type { FastifyReply, onRequestHookHandler } from 'fastify';
+import {
+  type AuthenticatedKey,
+  type createHttpHandler,
+  errorCodes,
+  type HttpResponse,
+} from '@keyward/core';
+import type {
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+  onRequestHookHandler,
+} from 'fastify';
 
 type Http = ReturnType<typeof createHttpHandler>;
 
@@ -15,10 +25,18 @@ export function send(reply: FastifyReply, response: HttpResponse): FastifyReply 
  * same tick, where an async hook would cost a promise and a trip through the microtask
  * queue on every request.
  */
-export function guardFor(http: Http): onRequestHookHandler {
-  return (request, reply, done) => {
+export function guardFor(http: Http): ScopedGuard {
+  return (request, reply, done, scopes) => {
+    // A key lacking a scope the route needs: the 403 goes out and the request ends here.
+    const admits = (key: AuthenticatedKey): boolean => {
+      if (scopes === undefined || scopes.length === 0) return true;
+      const refusal = http.checkScopes(key, scopes);
+      if (refusal) send(reply, refusal);
+      return refusal === undefined;
+    };
     const cached = http.authenticateCached(request.headers);
     if (cached) {
+      if (!admits(cached)) return;
       request.apiKey = cached;
       done();
       return;
@@ -32,6 +50,7 @@ export function guardFor(http: Http): onRequestHookHandler {
           send(reply, http.errorResponse(result.error));
           return;
         }
+        if (!admits(result.key)) return;
         request.apiKey = result.key;
         continued = true;
         done();
@@ -44,6 +63,14 @@ export function guardFor(http: Http): onRequestHookHandler {
       });
   };
 }
+
+/** An onRequest hook that also takes the scopes its route needs. */
+export type ScopedGuard = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: HookHandlerDoneFunction,
+  scopes?: readonly string[],
+) => void;
 
 /** Where each registration leaves its guard on its instance; private, so no other plugin
  * can shadow it in a child scope. */
@@ -60,15 +87,23 @@ export const kGuard = Symbol('keyward.guard');
  * ```
  */
 export const requireApiKey: onRequestHookHandler = (request, reply, done) => {
-  const guard = (request.server as unknown as Record<symbol, onRequestHookHandler | undefined>)[
-    kGuard
-  ];
+  runScopedGuard(request, reply, done, undefined);
+};
+
+/** `requireApiKey` with the scopes a route needs (`{ config: { apiKey: { scopes } } }`). */
+export function runScopedGuard(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: HookHandlerDoneFunction,
+  scopes: readonly string[] | undefined,
+): void {
+  const guard = (request.server as unknown as Record<symbol, ScopedGuard | undefined>)[kGuard];
   if (guard === undefined) {
     failClosed(request.routeOptions.url, reply);
     return;
   }
-  guard.call(request.server, request, reply, done);
-};
+  guard.call(request.server, request, reply, done, scopes);
+}
 
 /** A route asks for a key where no keyward can check one: never serve it. The client gets
  * the shared 500 envelope; the host's log says what is wrong. */

@@ -36,8 +36,10 @@ declare module 'fastify' {
     keyward: ReturnType<typeof createHttpHandler>;
   }
   interface FastifyContextConfig {
-    /** Guard this route with keyward: `{ config: { apiKey: true } }`. */
-    apiKey?: boolean;
+    /** Guard this route with keyward: `{ config: { apiKey: true } }`, or, for a key that
+     * must hold every one of some scopes, `{ config: { apiKey: { scopes: ['orders:write'] } } }`
+     * (403 `insufficient_scope` otherwise). */
+    apiKey?: boolean | { scopes?: readonly string[] };
   }
 }
 
@@ -57,7 +59,7 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
   const http = createHttpHandler(options.service, options);
   const guard = guardFor(http);
   fastify.decorateRequest('apiKey', null);
-  fastify.decorate('requireApiKey', guard);
+  fastify.decorate('requireApiKey', guard as onRequestHookHandler);
   fastify.decorate('keyward', http);
   fastify.decorate(kGuard, guard);
   guardConfiguredRoutesOf(fastify);

@@ -1,7 +1,10 @@
 import {
+  busRetryDelay,
   type InvalidationBus,
   type InvalidationEvent,
   parseInvalidationEvent,
+  type SubscribeOptions,
+  serializeInvalidationEvent,
 } from '@keyward/core';
 import { sql } from 'kysely';
 import type { AnyKysely } from './table.js';
@@ -23,6 +26,16 @@ export interface PgListenConnection {
   removeListener(event: 'notification', listener: (message: PgNotification) => void): unknown;
 }
 
+/** A pg `Client` the bus opened through `connect`, and so also ends. */
+export interface PgListenClient {
+  query(text: string): Promise<unknown>;
+  on(event: 'notification', listener: (message: PgNotification) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
+  removeListener(event: 'notification', listener: (message: PgNotification) => void): unknown;
+  end(): Promise<void>;
+}
+
 /** The part of PGlite the bus uses to listen: PGlite has one session, with its own API. */
 export interface PgliteListenConnection {
   listen(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>;
@@ -32,13 +45,21 @@ export interface PostgresBusOptions {
   /** Publishes the events (`pg_notify`); any Kysely on the database, e.g. the store's. */
   db: AnyKysely;
   /**
-   * Where this instance listens: a pg `Client` opened for the bus alone, or the PGlite
-   * instance. The bus adds an 'error' listener to a pg client when it is created, for good.
-   * If the connection drops, its error goes to `onError` and no further event arrives on it:
-   * reconnecting is the host's part (open a new client, build a new bus, subscribe again,
-   * and clear the key caches, since events may have been missed meanwhile).
+   * Opens a new connected pg `Client` for the bus alone (not one of a pool's), e.g.
+   * `async () => { const c = new pg.Client(url); await c.connect(); return c; }`. The bus
+   * opens one with its first subscription and ends it after its last; when it drops, the
+   * bus reports the error to `onError`, opens another (retrying with backoff, from 100 ms
+   * to 30 s) and tells its subscribers that events may have been missed meanwhile (the key
+   * service empties its cache). Give this or `connection`.
    */
-  connection: PgListenConnection | PgliteListenConnection;
+  connect?: () => Promise<PgListenClient>;
+  /**
+   * Where this instance listens: the PGlite instance (in-process, it does not drop), or a
+   * pg `Client` opened for the bus alone. The bus adds an 'error' listener to a pg client
+   * when it is created, for good. A pg client cannot be replaced: if its connection drops,
+   * the error goes to `onError` and no further event arrives; use `connect` instead.
+   */
+  connection?: PgListenConnection | PgliteListenConnection;
   /**
    * The NOTIFY channel; every instance sharing a store must use the same one.
    * A lower-case identifier of at most 63 characters.
@@ -69,9 +90,14 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
   }
   const { onError } = options;
   const executor = options.db.withoutPlugins();
-  const connection = listenSource(options.connection, onError);
-  const listeners = new Set<(event: InvalidationEvent) => void>();
+  const connection = listenSource(options, onError);
+  // Each subscription → its resync callback.
+  const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions['onResync']>();
   let stopListening: (() => Promise<void>) | null = null;
+  // Set from a lost connection until listening again: events published meanwhile are lost.
+  let gap = false;
+  let retries = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
   // LISTEN and UNLISTEN run one at a time, so a subscribe racing the last unsubscribe
   // cannot end up with listeners and no LISTEN.
   let transitions: Promise<unknown> = Promise.resolve();
@@ -87,7 +113,7 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
       onError(new Error(`keyward: ignored a malformed notification on channel "${channel}".`));
       return;
     }
-    for (const listener of [...listeners]) {
+    for (const listener of [...listeners.keys()]) {
       try {
         listener({ ...event });
       } catch (error) {
@@ -96,23 +122,73 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
     }
   };
 
+  /** LISTENs on a fresh connection, and notes when that one is lost. */
+  const listen = async (): Promise<() => Promise<void>> => {
+    let stop: (() => Promise<void>) | undefined;
+    stop = await connection.listen(channel, deliver, (error) => {
+      onError(error);
+      void serially(async () => {
+        // Not if the last subscription ended it meanwhile, or it was already replaced.
+        if (stop === undefined || stopListening !== stop) return;
+        stopListening = null;
+        gap = true;
+        void stop().catch(() => undefined);
+        await retryListening();
+      });
+    });
+    return stop;
+  };
+
+  /** Listens if a subscription needs it and nothing listens. After a lost connection, a
+   * failure is retried with backoff until it works or the last subscription ends, and a
+   * success tells every subscription that events may have been missed. Runs inside
+   * `serially`. */
+  const ensureListening = async (): Promise<void> => {
+    if (stopListening !== null || listeners.size === 0) return;
+    clearTimeout(retryTimer);
+    retryTimer = undefined;
+    try {
+      stopListening = await listen();
+    } catch (error) {
+      if (gap) {
+        retryTimer = setTimeout(() => void serially(retryListening), busRetryDelay(retries++));
+        retryTimer.unref();
+      }
+      throw error;
+    }
+    if (!gap) return;
+    gap = false;
+    retries = 0;
+    for (const onResync of [...listeners.values()]) {
+      try {
+        onResync?.();
+      } catch (error) {
+        onError(error);
+      }
+    }
+  };
+  const retryListening = () =>
+    ensureListening().catch((cause: unknown) =>
+      onError(
+        new Error(`keyward: the bus could not listen again on channel "${channel}".`, { cause }),
+      ),
+    );
+
   return {
     async publish(event) {
       // Only the two fields go on the wire, whatever else the caller's object holds.
-      const payload = JSON.stringify({ type: event.type, keyId: event.keyId });
+      const payload = serializeInvalidationEvent(event);
       await sql`select pg_notify(${channel}, ${payload})`.execute(executor);
     },
 
-    async subscribe(listener) {
+    async subscribe(listener, subscribeOptions) {
       // A wrapper per subscription, so one function subscribed twice is two subscriptions.
       const subscription = (event: InvalidationEvent) => listener(event);
-      listeners.add(subscription);
+      listeners.set(subscription, subscribeOptions?.onResync);
       try {
-        await serially(async () => {
-          if (stopListening === null && listeners.size > 0) {
-            stopListening = await connection.listen(channel, deliver);
-          }
-        });
+        // Also while a lost connection waits for its retry: this subscription needs the
+        // LISTEN now, or a failure.
+        await serially(ensureListening);
       } catch (error) {
         listeners.delete(subscription);
         throw error;
@@ -123,7 +199,11 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
         active = false;
         listeners.delete(subscription);
         await serially(async () => {
-          if (stopListening !== null && listeners.size === 0) {
+          if (listeners.size > 0) return;
+          clearTimeout(retryTimer);
+          retryTimer = undefined;
+          gap = false;
+          if (stopListening !== null) {
             const stop = stopListening;
             stopListening = null;
             await stop();
@@ -134,39 +214,104 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
   } satisfies InvalidationBus;
 }
 
-function listenSource(
-  connection: PgListenConnection | PgliteListenConnection,
-  onError: (error: unknown) => void,
-): PgliteListenConnection {
-  return 'listen' in connection ? connection : pgListenSource(connection, onError);
+/** Where the bus listens, whatever the connection: `listen` resolves once LISTEN is in
+ * force, and calls `onLost` at most once if that connection is lost and can be replaced
+ * (a connection from `connect`). */
+interface ListenSource {
+  listen(
+    channel: string,
+    callback: (payload: string) => void,
+    onLost: (error: unknown) => void,
+  ): Promise<() => Promise<void>>;
 }
 
-/** Gives a pg `Client` PGlite's listen shape. */
+function listenSource(
+  options: PostgresBusOptions,
+  onError: (error: unknown) => void,
+): ListenSource {
+  const { connect, connection } = options;
+  if ((connect === undefined) === (connection === undefined)) {
+    throw new TypeError('keyward: postgresBus() needs exactly one of `connect` and `connection`.');
+  }
+  if (connect) return reconnectingPgSource(connect);
+  if (connection && 'listen' in connection) {
+    return { listen: (channel, callback) => connection.listen(channel, callback) };
+  }
+  return pgListenSource(connection as PgListenConnection, onError);
+}
+
+/** Listens on a pg `Client`, with PGlite's `listen` shape. */
+async function listenOnPg(
+  client: PgListenConnection,
+  channel: string,
+  callback: (payload: string) => void,
+): Promise<() => Promise<void>> {
+  const onNotification = (message: PgNotification) => {
+    if (message.channel === channel) callback(message.payload ?? '');
+  };
+  client.on('notification', onNotification);
+  try {
+    await client.query(`LISTEN "${channel}"`);
+  } catch (error) {
+    client.removeListener('notification', onNotification);
+    throw error;
+  }
+  return async () => {
+    try {
+      await client.query(`UNLISTEN "${channel}"`);
+    } finally {
+      client.removeListener('notification', onNotification);
+    }
+  };
+}
+
+/** Gives a pg `Client` the host owns PGlite's listen shape. */
 function pgListenSource(
   client: PgListenConnection,
   onError: (error: unknown) => void,
-): PgliteListenConnection {
+): ListenSource {
   // For the bus's whole life, not only while subscribed: the connection is the bus's alone,
   // and a client with no 'error' listener crashes the process when its connection drops,
   // which can happen after the last unsubscribe too (a dead socket reports twice).
   client.on('error', onError);
+  return { listen: (channel, callback) => listenOnPg(client, channel, callback) };
+}
+
+/** A client per LISTEN from `connect`: opened by `listen`, ended by the function it
+ * returns, and reported lost at its first 'error' or 'end' that the bus did not cause. */
+function reconnectingPgSource(connect: () => Promise<PgListenClient>): ListenSource {
   return {
-    async listen(channel, callback) {
-      const onNotification = (message: PgNotification) => {
-        if (message.channel === channel) callback(message.payload ?? '');
+    async listen(channel, callback, onLost) {
+      const client = await connect();
+      let ending = false;
+      let listening = false;
+      let lost: { error: unknown } | undefined;
+      const lose = (error: unknown) => {
+        if (ending || lost) return;
+        lost = { error };
+        // Before LISTEN is in force, listen() itself fails instead.
+        if (listening) onLost(error);
       };
-      client.on('notification', onNotification);
+      // Stays for the client's whole life: a dead socket can report twice, and a pg client
+      // with no 'error' listener would crash the process.
+      client.on('error', lose);
+      client.on('end', () => lose(new Error('keyward: the LISTEN connection ended.')));
+      let unlisten: () => Promise<void>;
       try {
-        await client.query(`LISTEN "${channel}"`);
+        unlisten = await listenOnPg(client, channel, callback);
+        if (lost) throw lost.error;
       } catch (error) {
-        client.removeListener('notification', onNotification);
+        ending = true;
+        await client.end().catch(() => undefined);
         throw error;
       }
+      listening = true;
       return async () => {
+        ending = true;
         try {
-          await client.query(`UNLISTEN "${channel}"`);
+          if (!lost) await unlisten();
         } finally {
-          client.removeListener('notification', onNotification);
+          await client.end();
         }
       };
     },

@@ -3,7 +3,7 @@ import { createKeyService, type KeyStore, StoreUnavailableError } from '@keyward
 import { describeCap, makeStoredKey, serviceUnavailable } from '@keyward/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
 import { kyselyStore } from './kysely-store.js';
 import { migrate } from './migrations.js';
@@ -148,6 +148,40 @@ describe.skipIf(!available)('Postgres server', () => {
     expect(early).toBe('waiting');
     expect(await cascade).toEqual([root.id, child.id]);
     expect(await store.findByLookup(child.lookup)).toBeNull();
+
+  it('with connect, a terminated LISTEN connection is replaced, onResync is called and events flow again', async () => {
+    const opened: pg.Client[] = [];
+    const errors: unknown[] = [];
+    const channel = `keyward_test_${randomBytes(6).toString('hex')}`;
+    const bus = postgresBus({
+      db,
+      channel,
+      onError: (e) => errors.push(e),
+      connect: async () => {
+        const client = await newClient();
+        opened.push(client);
+        return client;
+      },
+    });
+    const events: string[] = [];
+    let resyncs = 0;
+    const stop = await bus.subscribe((event) => events.push(event.keyId), {
+      onResync: () => resyncs++,
+    });
+    expect(opened).toHaveLength(1);
+    const { rows } = await (opened[0] as pg.Client).query<{ pid: number }>(
+      'select pg_backend_pid() as pid',
+    );
+    await sql`select pg_terminate_backend(${rows[0]?.pid}::int)`.execute(db);
+    await vi.waitFor(() => expect(resyncs).toBe(1));
+    expect(opened).toHaveLength(2);
+    expect(errors[0]).toMatchObject({ code: '57P01' });
+    await bus.publish({ type: 'revoked', keyId: 'key_after' });
+    await vi.waitFor(() => expect(events).toEqual(['key_after']));
+    // The last subscription ends the bus's own client.
+    const ended = new Promise((resolve) => opened[1]?.once('end', resolve));
+    await stop();
+    await ended;
   });
 
   it('a dropped listen connection reports to onError, and never crashes the process', async () => {

@@ -1,7 +1,10 @@
 import {
+  busRetryDelay,
   type InvalidationBus,
   type InvalidationEvent,
   parseInvalidationEvent,
+  type SubscribeOptions,
+  serializeInvalidationEvent,
 } from '@keyward/core';
 import type { Cluster, Redis } from 'ioredis';
 
@@ -11,7 +14,12 @@ export interface RedisBusOptions {
   publisher: Redis | Cluster;
   /**
    * A connection of its own (e.g. `client.duplicate()`), which the bus puts in subscriber
-   * mode: such a connection can run no other command. The host opens and closes it.
+   * mode: such a connection can run no other command. The host opens and closes it. When
+   * it drops, ioredis reconnects it (keep a `retryStrategy` that never gives up: once it
+   * does, the connection ends and so does delivery); the bus
+   * then subscribes again and tells its subscribers events may have been missed. For
+   * `subscribe()` to fail fast when Redis is down, give it `enableOfflineQueue: false` or
+   * a small `maxRetriesPerRequest`.
    */
   subscriber: Redis | Cluster;
   /**
@@ -21,49 +29,136 @@ export interface RedisBusOptions {
    */
   channel?: string;
   /**
-   * Receives what a listener throws, so one failing listener neither stops delivery to
-   * the others nor disturbs the connection's reply parsing.
-   * @default rethrows it on the next tick, as an uncaught exception: never lost silently
+   * Receives what the bus cannot throw to a caller: what a listener throws (so one failing
+   * listener neither stops delivery to the others nor disturbs the connection's reply
+   * parsing), and a SUBSCRIBE that fails again after a reconnect (retried with backoff).
+   * @default a listener's error goes to `onListenerError` if given, else is rethrown on the
+   * next tick, as an uncaught exception (never lost silently); a failed SUBSCRIBE becomes a
+   * process warning, since the bus retries it
    */
+  onError?: (error: unknown) => void;
+  /** @deprecated Use `onError`, which receives these errors and the bus's own. */
   onListenerError?: (error: unknown) => void;
 }
 
 /**
  * The invalidation bus over Redis pub/sub. Messages are JSON `{type, keyId}`; anything
  * else arriving on the channel is ignored. Pub/sub is fire-and-forget: an instance that is
- * disconnected when an event is published misses it, and its cache TTL remains the bound.
+ * disconnected when an event is published misses it, so once its subscriber connection is
+ * back and subscribed again, the bus calls each subscription's `onResync` (the key service
+ * empties its cache).
  */
 export function redisBus(options: RedisBusOptions): InvalidationBus {
   const { publisher, subscriber } = options;
   const channel = options.channel ?? 'keyward:invalidation';
-  const onListenerError =
+  const onError =
+    options.onError ??
     options.onListenerError ??
     ((error: unknown) =>
       setImmediate(() => {
         throw error;
       }));
-  const listeners = new Set<(event: InvalidationEvent) => void>();
+  // The bus's own connection trouble: retried, so by default a warning, not a crash.
+  const onBusError =
+    options.onError ?? ((error: unknown) => process.emitWarning(busWarning(error)));
+  // Each subscription's listener → its resync callback.
+  const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions['onResync']>();
 
   const onMessage = (from: string, payload: string) => {
     if (from !== channel) return;
     const event = parseInvalidationEvent(payload);
     if (!event) return;
-    for (const listener of [...listeners]) {
+    for (const listener of [...listeners.keys()]) {
       try {
         listener({ ...event });
       } catch (error) {
-        onListenerError(error);
+        onError(error);
       }
     }
   };
+
+  // A dropped connection opens a gap: events published until the channel is subscribed
+  // again are lost. ioredis reconnects by itself (and, by default, resubscribes); once it
+  // has, the bus sends its own SUBSCRIBE, which is harmless if ioredis already did and
+  // tells when the channel is live again, and only then reports the gap as closed.
+  let drops = 0;
+  let gap = false;
+  let retries = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
+  const onClose = () => {
+    drops++;
+    gap = true;
+  };
+  const onBack = () => {
+    if (gap) void resubscribe();
+  };
+  // The connection that carries the subscription: the client itself, whose 'ready' says
+  // it is back; on a Cluster, the node connection ioredis picked, which it replaces by
+  // another once it has ended.
+  const backEvent = subscriber.isCluster ? 'end' : 'ready';
+  let watched: Redis | undefined;
+  const watch = () => {
+    const connection = subscriptionConnection(subscriber);
+    if (connection === watched) return;
+    unwatch();
+    watched = connection;
+    watched?.on('close', onClose);
+    watched?.on(backEvent, onBack);
+  };
+  const unwatch = () => {
+    watched?.off('close', onClose);
+    watched?.off(backEvent, onBack);
+    watched = undefined;
+  };
+
+  const resubscribe = (): Promise<void> =>
+    serially(async () => {
+      clearTimeout(retryTimer);
+      retryTimer = undefined;
+      if (!gap || !subscribed || subscriber.status !== 'ready') return;
+      const seen = drops;
+      try {
+        await subscriber.subscribe(channel);
+      } catch (error) {
+        // A single server whose connection dropped again comes back here on its next
+        // 'ready'; otherwise (SUBSCRIBE refused, a Cluster node that failed) retry.
+        if (subscriber.status === 'ready') {
+          onBusError(
+            new Error(`keyward: the bus could not subscribe again to "${channel}".`, {
+              cause: error,
+            }),
+          );
+          retryTimer = setTimeout(() => void resubscribe(), busRetryDelay(retries++));
+          retryTimer.unref();
+        }
+        return;
+      }
+      watch();
+      if (drops !== seen) return;
+      gap = false;
+      retries = 0;
+      for (const onResync of [...listeners.values()]) {
+        try {
+          onResync?.();
+        } catch (error) {
+          onError(error);
+        }
+      }
+    });
 
   // SUBSCRIBE and UNSUBSCRIBE run one at a time, each bringing the connection to what
   // the listener set needs at that moment, so interleaved subscribe/unsubscribe calls
   // cannot leave the channel unsubscribed while a listener waits for events.
   let subscribed = false;
   let queue: Promise<void> = Promise.resolve();
-  const sync = (): Promise<void> => {
-    const step = queue.then(async () => {
+  const serially = (work: () => Promise<void>): Promise<void> => {
+    const step = queue.then(work);
+    // The caller gets the failure; the queue only needs to know the step is over.
+    queue = step.catch(() => undefined);
+    return step;
+  };
+  const sync = (): Promise<void> =>
+    serially(async () => {
       if (listeners.size > 0 && !subscribed) {
         subscriber.on('message', onMessage);
         try {
@@ -73,26 +168,27 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
           throw error;
         }
         subscribed = true;
+        gap = false;
+        watch();
       } else if (listeners.size === 0 && subscribed) {
         await subscriber.unsubscribe(channel);
+        unwatch();
         subscriber.off('message', onMessage);
         subscribed = false;
+        clearTimeout(retryTimer);
+        retryTimer = undefined;
       }
     });
-    // The caller gets the failure; the queue only needs to know the step is over.
-    queue = step.catch(() => undefined);
-    return step;
-  };
 
   return {
     async publish(event) {
-      await publisher.publish(channel, JSON.stringify({ type: event.type, keyId: event.keyId }));
+      await publisher.publish(channel, serializeInvalidationEvent(event));
     },
 
-    async subscribe(listener) {
+    async subscribe(listener, subscribeOptions) {
       // A wrapper per call, so the same function subscribed twice is two subscriptions.
       const entry = (event: InvalidationEvent) => listener(event);
-      listeners.add(entry);
+      listeners.set(entry, subscribeOptions?.onResync);
       try {
         await sync();
       } catch (error) {
@@ -104,4 +200,18 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
       };
     },
   };
+}
+
+/** The connection a subscriber's SUBSCRIBE went to: a Cluster keeps it out of its public
+ * API (ioredis 6), so without it a Cluster's gaps go unnoticed, as before. */
+function subscriptionConnection(subscriber: Redis | Cluster): Redis | undefined {
+  if (!subscriber.isCluster) return subscriber as Redis;
+  const internal = subscriber as unknown as { subscriber?: { getInstance?(): Redis | null } };
+  return internal.subscriber?.getInstance?.() ?? undefined;
+}
+
+function busWarning(error: unknown): string {
+  const cause =
+    error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
+  return `${error instanceof Error ? error.message : String(error)}${cause}`;
 }

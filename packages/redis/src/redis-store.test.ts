@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { createKeyService } from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { type Command, Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { migrateRedisStore } from './migrate.js';
+import { redisBus } from './redis-bus.js';
 import { redisStore } from './redis-store.js';
 import * as scripts from './scripts.js';
 import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
@@ -52,6 +53,27 @@ if (!reachable) {
   describeContention('redis (single server)', () => connect());
   describeBusDelivery('redis (single server)', () => connect());
   describeOwnerIdEscaping('redis (single server)', () => connect());
+
+  it('redis (single server): a bus whose subscriber connection is killed subscribes again, calls onResync, and delivers', async () => {
+    const [publisher, subscriber] = await Promise.all([connect(), connect()]);
+    // Only this connection is killed: the server is shared. Asked before it is in
+    // subscriber mode, where CLIENT is refused.
+    const id = await subscriber.client('ID');
+    const channel = `kwtest:${randomUUID()}`;
+    const errors: unknown[] = [];
+    const bus = redisBus({ publisher, subscriber, channel, onError: (e) => errors.push(e) });
+    const events: string[] = [];
+    let resyncs = 0;
+    const stop = await bus.subscribe((event) => events.push(event.keyId), {
+      onResync: () => resyncs++,
+    });
+    expect(await publisher.client('KILL', 'ID', String(id))).toBe(1);
+    await vi.waitFor(() => expect(resyncs).toBe(1));
+    await bus.publish({ type: 'revoked', keyId: 'key_after' });
+    await vi.waitFor(() => expect(events).toEqual(['key_after']));
+    await stop();
+    expect(errors).toEqual([]);
+  });
 
   describe('redis (single server): round trips and options', () => {
     it('recordLastUsed() takes one round trip per batch, and none for an empty batch', async () => {

@@ -25,7 +25,15 @@ export interface LifecycleContext {
 }
 
 const V2_FIELDS = ['expiresAt', 'scopes', 'metadata', 'createdBy'];
-const LIST_FIELDS = ['id', 'name', 'keyPrefix', 'keySuffix', 'lastUsedAt', 'createdAt', ...V2_FIELDS];
+const LIST_FIELDS = [
+  'id',
+  'name',
+  'keyPrefix',
+  'keySuffix',
+  'lastUsedAt',
+  'createdAt',
+  ...V2_FIELDS,
+];
 const CREATE_FIELDS = [
   'id',
   'name',
@@ -217,7 +225,9 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
     it('a key is accepted until its expiresAt and refused from then on, cached or not', async () => {
       const { ownerId } = await ctx.account();
       const expiresAt = new Date(Date.now() + 1500);
-      const key = await ctx.service.create(ownerId, 'short', { expiresAt: expiresAt.toISOString() });
+      const key = await ctx.service.create(ownerId, 'short', {
+        expiresAt: expiresAt.toISOString(),
+      });
       ctx.remember(key.rawKey);
       expect((await guarded(key.rawKey)).status).toBe(200);
       expect((await guarded(key.rawKey)).status).toBe(200);
@@ -242,12 +252,20 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
         ctx.call({ method: 'PATCH', path: `${base}/${key.id}`, headers: auth(rawKey), body });
       const meta = await patch({ metadata: { c: 3 } });
       expect(meta.status).toBe(200);
-      expect((meta.json as { data: KeyJson }).data).toMatchObject({ name: 'k', metadata: { c: 3 } });
+      expect((meta.json as { data: KeyJson }).data).toMatchObject({
+        name: 'k',
+        metadata: { c: 3 },
+      });
       const later = new Date(Date.now() + 7 * 86_400_000).toISOString();
       const sooner = new Date(Date.now() + 86_400_000).toISOString();
-      expect(((await patch({ expiresAt: later })).json as { data: KeyJson }).data.expiresAt).toBe(later);
+      expect(((await patch({ expiresAt: later })).json as { data: KeyJson }).data.expiresAt).toBe(
+        later,
+      );
       const both = await patch({ expiresAt: sooner, name: 'renamed' });
-      expect((both.json as { data: KeyJson }).data).toMatchObject({ expiresAt: sooner, name: 'renamed' });
+      expect((both.json as { data: KeyJson }).data).toMatchObject({
+        expiresAt: sooner,
+        name: 'renamed',
+      });
       // Never extended.
       ctx.expectError(await patch({ expiresAt: later }), 400, 'invalid_request');
       ctx.expectError(await patch({ expiresAt: null }), 400, 'invalid_request');
@@ -265,7 +283,10 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
         ctx.expectError(res, 400, 'invalid_request');
       }
       const list = await ctx.call({ path: base, headers: auth(rawKey) });
-      expect((list.json as { data: KeyJson[] }).data[0]).toMatchObject({ name: 'bootstrap', scopes: ['*'] });
+      expect((list.json as { data: KeyJson[] }).data[0]).toMatchObject({
+        name: 'bootstrap',
+        scopes: ['*'],
+      });
     });
   });
 

@@ -13,13 +13,13 @@ import {
 } from '@keyward/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultyStore, faultyStore } from './faulty-store.js';
-import { describeLifecycleContract } from './http-contract-lifecycle.js';
 import {
   sendHeadWithoutBody,
   sendRequest,
   type TestRequest,
   type TestResponse,
 } from './http-client.js';
+import { describeLifecycleContract } from './http-contract-lifecycle.js';
 
 export interface RunningServer {
   /** `http://127.0.0.1:<port>` */

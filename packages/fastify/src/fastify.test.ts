@@ -5,10 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { keyward, keywardFrameworkErrors } from './index.js';
 
 describeHttpContract('fastify', {
-  async startServer({ service, guardedPath }) {
+  async startServer({ service, guardedPath, scopedPath, scopes }) {
     const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
     await app.register(keyward, { service });
     app.get(guardedPath, { config: { apiKey: true } }, async (request) => ({
+      apiKey: request.apiKey,
+    }));
+    app.get(scopedPath, { config: { apiKey: { scopes } } }, async (request) => ({
       apiKey: request.apiKey,
     }));
     const url = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -148,6 +148,7 @@ describe.skipIf(!available)('Postgres server', () => {
     expect(early).toBe('waiting');
     expect(await cascade).toEqual([root.id, child.id]);
     expect(await store.findByLookup(child.lookup)).toBeNull();
+  });
 
   it('with connect, a terminated LISTEN connection is replaced, onResync is called and events flow again', async () => {
     const opened: pg.Client[] = [];

@@ -11,13 +11,16 @@ export {
   errorBody,
   type HttpContractOptions,
   type RunningServer,
+  type ServerSetup,
   type StoreUnderTest,
 } from './http-contract.js';
+export { describeLifecycleContract, type LifecycleContext } from './http-contract-lifecycle.js';
 export { requireServices, serviceUnavailable } from './services.js';
 export {
   describeCap,
   describeInsertAndFind,
   describeLastUsed,
+  describeLifecycle,
   describeListOrder,
   describeOwnerScope,
   describeReadiness,

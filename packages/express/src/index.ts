@@ -51,11 +51,10 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
   const router = express.Router();
 
   router.use((req, res, next) => {
-    // req.url is relative to wherever the host mounted this router.
-    const path = req.url.split('?', 1)[0] ?? '';
-    if (!http.owns(path)) return next();
+    // req.url is relative to wherever the host mounted this router; core reads its query.
+    if (!http.owns(req.url)) return next();
     http
-      .handle({ method: req.method, path, headers: req.headers, body: req })
+      .handle({ method: req.method, path: req.url, headers: req.headers, body: req })
       .then((response) => send(res, response), next);
   });
 

@@ -96,7 +96,8 @@ async function serve(
 ): Promise<FastifyReply> {
   const response = await http.handle({
     method: request.method,
-    path: request.url.split('?', 1)[0] ?? '',
+    // The whole target: core reads the query (`?cascade=true`) and ignores a fragment.
+    path: request.url,
     headers: request.headers,
     body: request.raw,
   });

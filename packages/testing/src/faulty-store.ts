@@ -12,8 +12,10 @@ export function faultyStore(inner: KeyStore): FaultyStore {
     'insert',
     'findByLookup',
     'listByOwner',
-    'rename',
+    'update',
     'delete',
+    'deleteTree',
+    'roll',
     'recordLastUsed',
   ] as const) {
     // biome-ignore lint/suspicious/noExplicitAny: forwards each method's own arguments.

@@ -20,8 +20,9 @@ export interface LifecycleContext {
     id: string;
   }>;
   expectError(res: TestResponse, status: number, code: string): void;
-  /** Raw keys the suite saw created, for the secret-hygiene check. */
-  remember(rawKey: string): void;
+  /** Raw keys the suite saw created, for the secret-hygiene check: over HTTP (a create or
+   * roll answer) or by the host's code. */
+  remember(rawKey: string, madeOverHttp: boolean): void;
 }
 
 const V2_FIELDS = ['expiresAt', 'scopes', 'metadata', 'createdBy'];
@@ -58,7 +59,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
   async function create(rawKey: string, body: Record<string, unknown>): Promise<TestResponse> {
     const res = await ctx.call({ method: 'POST', path: base, headers: auth(rawKey), body });
     const data = (res.json as { data?: KeyJson } | undefined)?.data;
-    if (data?.rawKey) ctx.remember(data.rawKey);
+    if (data?.rawKey) ctx.remember(data.rawKey, true);
     return res;
   }
 
@@ -228,7 +229,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
       const key = await ctx.service.create(ownerId, 'short', {
         expiresAt: expiresAt.toISOString(),
       });
-      ctx.remember(key.rawKey);
+      ctx.remember(key.rawKey, false);
       expect((await guarded(key.rawKey)).status).toBe(200);
       expect((await guarded(key.rawKey)).status).toBe(200);
       await sleep(Math.max(0, expiresAt.getTime() - Date.now()) + 5);
@@ -309,7 +310,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
       expect(res.status, res.text).toBe(201);
       expect(Object.keys((res.json as { data: object }).data)).toEqual(CREATE_FIELDS);
       const next = (res.json as { data: KeyJson }).data;
-      ctx.remember(next.rawKey);
+      ctx.remember(next.rawKey, true);
       expect(next.id).not.toBe(old.id);
       expect(next).toMatchObject({
         name: 'prod',
@@ -339,7 +340,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
         body: { expiresIn: 0 },
       });
       expect(res.status).toBe(201);
-      ctx.remember((res.json as { data: KeyJson }).data.rawKey);
+      ctx.remember((res.json as { data: KeyJson }).data.rawKey, true);
       ctx.expectError(await guarded(old.rawKey), 401, 'invalid_api_key');
       expect((await guarded((res.json as { data: KeyJson }).data.rawKey)).status).toBe(200);
     });
@@ -361,7 +362,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
         body: { scopes: ['orders:read'] },
       });
       expect(narrower.status).toBe(201);
-      ctx.remember((narrower.json as { data: KeyJson }).data.rawKey);
+      ctx.remember((narrower.json as { data: KeyJson }).data.rawKey, true);
       expect((narrower.json as { data: KeyJson }).data.scopes).toEqual(['orders:read']);
       const bare = await ctx.call({
         method: 'POST',
@@ -369,7 +370,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
         headers: auth(rawKey),
       });
       expect(bare.status, bare.text).toBe(201);
-      ctx.remember((bare.json as { data: KeyJson }).data.rawKey);
+      ctx.remember((bare.json as { data: KeyJson }).data.rawKey, true);
       const list = await ctx.call({ path: base, headers: auth(rawKey) });
       const oldListed = (list.json as { data: KeyJson[] }).data.find((k) => k.id === old.id);
       // The first roll shortened it to a day from then; the bare one keeps the earlier.
@@ -384,7 +385,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
       const expired = await ctx.service.create(mine.ownerId, 'soon', {
         expiresAt: new Date(Date.now() + 300).toISOString(),
       });
-      ctx.remember(expired.rawKey);
+      ctx.remember(expired.rawKey, false);
       await sleep(350);
       for (const id of ['key_doesnotexist00000000', theirs.id, expired.id]) {
         const res = await ctx.call({

@@ -39,6 +39,10 @@ export async function makeKeys(count: number, argon2: Argon2Options): Promise<Be
         keySuffix: generated.keySuffix,
         createdAt,
         lastUsedAt: null,
+        expiresAt: null,
+        scopes: ['*'],
+        metadata: {},
+        createdBy: null,
       };
       return { rawKey: generated.rawKey, lookup: generated.lookup, record };
     }),

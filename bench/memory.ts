@@ -53,6 +53,10 @@ for (let start = 0; start < KEYS; start += 1000) {
       keySuffix: generated.keySuffix,
       createdAt,
       lastUsedAt: null,
+      expiresAt: null,
+      scopes: ['*'],
+      metadata: {},
+      createdBy: null,
     };
     await inner.insert(record, { maxKeysPerOwner: Number.MAX_SAFE_INTEGER });
     return generated.rawKey;
@@ -111,5 +115,9 @@ function fresh(row: StoredKey): StoredKey {
     keySuffix: copy(row.keySuffix),
     createdAt: new Date(row.createdAt),
     lastUsedAt: row.lastUsedAt && new Date(row.lastUsedAt),
+    expiresAt: row.expiresAt && new Date(row.expiresAt),
+    scopes: row.scopes.map(copy),
+    metadata: structuredClone(row.metadata),
+    createdBy: row.createdBy && copy(row.createdBy),
   };
 }

@@ -37,6 +37,9 @@ const idealKeys = new Map<string, AuthenticatedKey>(
       keyPrefix: 'rep_xxxx',
       keySuffix: 'xxxxxx',
       createdAt: new Date(0),
+      expiresAt: null,
+      scopes: ['*'],
+      metadata: {},
     },
   ]),
 );

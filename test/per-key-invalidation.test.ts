@@ -42,15 +42,11 @@ function instance() {
   const inner = redisStore(client, { namespace });
   const reads = new Map<string, number>();
   const store: KeyStore = {
-    insert: (key, options) => inner.insert(key, options),
+    ...inner,
     findByLookup: (lookup) => {
       reads.set(lookup, (reads.get(lookup) ?? 0) + 1);
       return inner.findByLookup(lookup);
     },
-    listByOwner: (ownerId) => inner.listByOwner(ownerId),
-    rename: (ownerId, id, name) => inner.rename(ownerId, id, name),
-    delete: (ownerId, id) => inner.delete(ownerId, id),
-    recordLastUsed: (updates) => inner.recordLastUsed(updates),
   };
   const service = createKeyService({
     store,

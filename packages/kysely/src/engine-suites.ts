@@ -413,7 +413,9 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       await expect(missing.findByLookup(key.lookup)).rejects.toMatchObject(failure);
       await expect(missing.insert(key, noCap)).rejects.toMatchObject(failure);
       await expect(missing.listByOwner(key.ownerId)).rejects.toMatchObject(failure);
-      await expect(missing.rename(key.ownerId, key.id, 'x')).rejects.toMatchObject(failure);
+      await expect(missing.update(key.ownerId, key.id, { name: 'x' })).rejects.toMatchObject(
+        failure,
+      );
       await expect(missing.delete(key.ownerId, key.id)).rejects.toMatchObject(failure);
       await expect(
         missing.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),

@@ -59,6 +59,8 @@ export async function runExample(app: ExampleApp): Promise<void> {
       baseUrl: `http://${config.host}:${server.port}`,
       accounts: config.accounts,
       bootstrapped,
+      command:
+        app.framework === 'Express' ? 'pnpm demo' : `pnpm demo:${app.framework.toLowerCase()}`,
     }),
   );
 

@@ -2,6 +2,41 @@ import { isKeywardError, KeywardError } from './errors.js';
 import { holdsScopes } from './key-fields.js';
 import type { ApiKey, AuthenticatedKey, CreatedApiKey, KeyService } from './service.js';
 
+/** Core's HTTP layer, as an adapter uses it. */
+export interface HttpHandler {
+  /** The mount path, without a trailing slash. */
+  readonly mountPath: string;
+  /** The key header's name, lower-cased. */
+  readonly headerName: string;
+  /** Serves one request under the mount path: every answer, errors included. */
+  handle(request: HttpRequest): Promise<HttpResponse>;
+  /** True for request targets the management API owns (the mount path and below). */
+  owns(target: string): boolean;
+  /** The guard: reads the key header and verifies it; never throws. */
+  authenticate(headers: HttpRequest['headers']): Promise<AuthResult>;
+  /** The guard's synchronous cache hit; `undefined` means: call `authenticate`. */
+  authenticateCached(headers: HttpRequest['headers']): AuthenticatedKey | undefined;
+  /** The shared error envelope for any error, with its status and headers. */
+  errorResponse(error: unknown): HttpResponse;
+  /** The 403 `insufficient_scope` answer when a verified key lacks one of `needed`;
+   * `undefined` when it holds them all. */
+  checkScopes(key: AuthenticatedKey, needed: readonly string[]): HttpResponse | undefined;
+  /**
+   * The whole guard for a host route, for adapters: the cached key at once (no promise),
+   * else a full verification; then the scope check. Calls exactly one of `admit` and
+   * `refuse`; `fail` gets what an adapter callback or the host threw (with `admitted`
+   * telling whether the request had already been let through).
+   */
+  guard(headers: HttpRequest['headers'], scopes: readonly string[], outcome: GuardOutcome): void;
+}
+
+/** What an adapter does with the guard's verdict. */
+export interface GuardOutcome {
+  admit(key: AuthenticatedKey): void;
+  refuse(response: HttpResponse): void;
+  fail(error: unknown, admitted: boolean): void;
+}
+
 /** What an adapter hands to core: the parts of a request keyward reads. */
 export interface HttpRequest {
   method: string;
@@ -30,7 +65,7 @@ export interface HttpOptions {
   maxBodyBytes?: number;
 }
 
-type AuthResult = { ok: true; key: AuthenticatedKey } | { ok: false; error: KeywardError };
+export type AuthResult = { ok: true; key: AuthenticatedKey } | { ok: false; error: KeywardError };
 
 interface ActionContext {
   key: AuthenticatedKey;
@@ -65,7 +100,7 @@ interface Route {
 }
 
 /** The management API, as data: every adapter walks this one table. */
-export const routes: readonly Route[] = [
+const routes: readonly Route[] = [
   {
     shape: 'collection',
     actions: {
@@ -158,7 +193,7 @@ function readCascade(query: URLSearchParams): boolean {
  * resource). Adapters translate their request into an `HttpRequest` and write back the
  * `HttpResponse`; nothing else.
  */
-export function createHttpHandler(service: KeyService, options: HttpOptions = {}) {
+export function createHttpHandler(service: KeyService, options: HttpOptions = {}): HttpHandler {
   const mountPath = (options.mountPath ?? '/v1/api-keys').replace(/\/+$/, '');
   if (!mountPath.startsWith('/')) {
     throw new TypeError(`keyward: mountPath must start with "/"; got ${options.mountPath}.`);
@@ -278,7 +313,36 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     }
   }
 
+  function guard(
+    headers: HttpRequest['headers'],
+    scopes: readonly string[],
+    outcome: GuardOutcome,
+  ): void {
+    const settle = (key: AuthenticatedKey): void => {
+      const refusal = scopes.length === 0 ? undefined : checkScopes(key, scopes);
+      if (refusal) outcome.refuse(refusal);
+      else outcome.admit(key);
+    };
+    const cached = authenticateCached(headers);
+    if (cached) {
+      settle(cached);
+      return;
+    }
+    let admitted = false;
+    authenticate(headers)
+      .then((result) => {
+        if (!result.ok) {
+          outcome.refuse(errorResponse(result.error));
+          return;
+        }
+        admitted = true;
+        settle(result.key);
+      })
+      .catch((error: unknown) => outcome.fail(error, admitted));
+  }
+
   return {
+    guard,
     mountPath,
     headerName,
     /** Serves one request under the mount path. */
@@ -296,8 +360,6 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     checkScopes,
   };
 }
-
-export type HttpHandler = ReturnType<typeof createHttpHandler>;
 
 function allowedMethods(route: Route): string {
   const methods = Object.keys(route.actions);

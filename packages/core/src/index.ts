@@ -1,4 +1,4 @@
-export { BASE62_ALPHABET, encodeBase62, randomBase62 } from './base62.js';
+export { BASE62_ALPHABET, randomBase62 } from './base62.js';
 export {
   busRetryDelay,
   type InvalidationBus,
@@ -25,13 +25,21 @@ export {
   verifyKeyHash,
 } from './hashing.js';
 export {
+  type AuthResult,
   createHttpHandler,
+  type GuardOutcome,
   type HttpHandler,
   type HttpOptions,
   type HttpRequest,
   type HttpResponse,
-  routes,
 } from './http.js';
+export {
+  ALL_SCOPES,
+  holdsScopes,
+  MAX_METADATA_BYTES,
+  MAX_METADATA_DEPTH,
+  MAX_SCOPES,
+} from './key-fields.js';
 export {
   BODY_LENGTH,
   CHECKSUM_LENGTH,
@@ -47,26 +55,31 @@ export {
   parseKey,
   SECRET_LENGTH,
 } from './key-format.js';
-export { LastUsedWriter } from './last-used.js';
 export { type MemoryStore, memoryStore } from './memory-store.js';
 export { MAX_NAME_LENGTH, normalizeKeyName } from './names.js';
 export type { InvalidKeyReason, KeyServiceOptions } from './options.js';
-export { Semaphore } from './semaphore.js';
 export {
   type ApiKey,
   type AuthenticatedKey,
   type CreatedApiKey,
+  type CreateOptions,
   createKeyService,
   isKeyId,
   type KeyService,
+  type RollOptions,
+  type UpdateFields,
   type VerifyResult,
 } from './service.js';
 export {
   compareNewestFirst,
+  earlierExpiry,
   type InsertResult,
+  type KeyChanges,
   KeyCollisionError,
+  type KeyMetadata,
   type KeyStore,
   type LastUsedUpdate,
+  type RollResult,
   type StoredKey,
   StoreMisconfiguredError,
 } from './store.js';

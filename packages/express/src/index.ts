@@ -58,28 +58,17 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
       .then((response) => send(res, response), next);
   });
 
-  const guard = (scopes: readonly string[]): RequestHandler => {
-    const admit = (key: AuthenticatedKey, res: Response): boolean => {
-      if (scopes.length === 0) return true;
-      const refusal = http.checkScopes(key, scopes);
-      if (refusal) send(res, refusal);
-      return refusal === undefined;
-    };
-    return (req, res, next) => {
-      const cached = http.authenticateCached(req.headers);
-      if (cached) {
-        if (!admit(cached, res)) return;
-        req.apiKey = cached;
-        return next();
-      }
-      http.authenticate(req.headers).then((result) => {
-        if (!result.ok) return send(res, http.errorResponse(result.error));
-        if (!admit(result.key, res)) return;
-        req.apiKey = result.key;
-        next();
-      }, next);
-    };
-  };
+  const guard =
+    (scopes: readonly string[]): RequestHandler =>
+    (req, res, next) =>
+      http.guard(req.headers, scopes, {
+        admit: (key) => {
+          req.apiKey = key;
+          next();
+        },
+        refuse: (response) => send(res, response),
+        fail: (error) => next(error),
+      });
   const anyKey = guard([]);
 
   return {

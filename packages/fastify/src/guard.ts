@@ -1,9 +1,4 @@
-import {
-  type AuthenticatedKey,
-  type createHttpHandler,
-  errorCodes,
-  type HttpResponse,
-} from '@keyward/core';
+import { type createHttpHandler, errorCodes, type HttpResponse } from '@keyward/core';
 import type {
   FastifyReply,
   FastifyRequest,
@@ -26,42 +21,21 @@ export function send(reply: FastifyReply, response: HttpResponse): FastifyReply 
  * queue on every request.
  */
 export function guardFor(http: Http): ScopedGuard {
-  return (request, reply, done, scopes) => {
-    // A key lacking a scope the route needs: the 403 goes out and the request ends here.
-    const admits = (key: AuthenticatedKey): boolean => {
-      if (scopes === undefined || scopes.length === 0) return true;
-      const refusal = http.checkScopes(key, scopes);
-      if (refusal) send(reply, refusal);
-      return refusal === undefined;
-    };
-    const cached = http.authenticateCached(request.headers);
-    if (cached) {
-      if (!admits(cached)) return;
-      request.apiKey = cached;
-      done();
-      return;
-    }
-    let continued = false;
-    http
-      .authenticate(request.headers)
-      .then((result) => {
-        if (!result.ok) {
-          // Answering without calling done() ends the request here.
-          send(reply, http.errorResponse(result.error));
-          return;
-        }
-        if (!admits(result.key)) return;
-        request.apiKey = result.key;
-        continued = true;
+  return (request, reply, done, scopes = []) =>
+    http.guard(request.headers, scopes, {
+      admit: (key) => {
+        request.apiKey = key;
         done();
-      })
-      .catch((error: Error) => {
-        // Whatever threw (a host's onError, the reply), the request gets an answer once: from
-        // Fastify's error handler if it is still ours, else the error is only logged.
-        if (!continued && !reply.sent) done(error);
+      },
+      // Answering without calling done() ends the request here.
+      refuse: (response) => send(reply, response),
+      // Whatever threw (a host's onError, the reply), the request gets an answer once: from
+      // Fastify's error handler if it is still ours, else the error is only logged.
+      fail: (error, admitted) => {
+        if (!admitted && !reply.sent) done(error as Error);
         else request.log.error(error);
-      });
-  };
+      },
+    });
 }
 
 /** An onRequest hook that also takes the scopes its route needs. */

@@ -311,7 +311,7 @@ if (!reachable) {
         const cap = { maxKeysPerOwner: 1 };
         expect(await store.insert(a, cap)).toEqual({ ok: true });
         expect(await store.insert(b, cap)).toEqual({ ok: false, reason: 'limit_reached' });
-        expect(await store.rename(owner, a.id, 'twice')).toEqual({ ...a, name: 'twice' });
+        expect(await store.update(owner, a.id, { name: 'twice' })).toEqual({ ...a, name: 'twice' });
         const at = new Date('2025-06-01T12:00:00.001Z');
         await store.recordLastUsed([{ id: a.id, lastUsedAt: at }]);
         expect(await store.findByLookup(a.lookup)).toEqual({ ...a, name: 'twice', lastUsedAt: at });
@@ -342,7 +342,16 @@ if (!reachable) {
       await expect(store.insert(key, { maxKeysPerOwner: 1 })).rejects.toThrow();
       await expect(store.findByLookup(key.lookup)).rejects.toThrow();
       await expect(store.listByOwner(key.ownerId)).rejects.toThrow();
-      await expect(store.rename(key.ownerId, key.id, 'x')).rejects.toThrow();
+      await expect(store.update(key.ownerId, key.id, { name: 'x' })).rejects.toThrow();
+      await expect(store.deleteTree(key.ownerId, key.id)).rejects.toThrow();
+      const now = new Date();
+      await expect(
+        store.roll(key.ownerId, key.id, await makeStoredKey({ ownerId: key.ownerId }), {
+          previousExpiresAt: now,
+          now,
+          maxKeysPerOwner: 1,
+        }),
+      ).rejects.toThrow();
       await expect(store.delete(key.ownerId, key.id)).rejects.toThrow();
       await expect(
         store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),

@@ -8,6 +8,7 @@ import { redisBus } from './redis-bus.js';
 import { redisStore } from './redis-store.js';
 import * as scripts from './scripts.js';
 import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
+import { describeLifecycleLayout } from './test-lifecycle.js';
 import {
   countCommands,
   countSocketWrites,
@@ -53,6 +54,7 @@ if (!reachable) {
   describeContention('redis (single server)', () => connect());
   describeBusDelivery('redis (single server)', () => connect());
   describeOwnerIdEscaping('redis (single server)', () => connect());
+  describeLifecycleLayout('redis (single server)', () => connect());
 
   it('redis (single server): a bus whose subscriber connection is killed subscribes again, calls onResync, and delivers', async () => {
     const [publisher, subscriber] = await Promise.all([connect(), connect()]);

@@ -73,18 +73,19 @@ export interface RedisStoreOptions {
  *   write the new record, lower the old expiry) → commit both. Claims first, so a
  *   collision throws before anything is checked or written.
  * Delete: owner script (record and zset member) → drop both entries.
- * DeleteTree: owner script (the whole tree's records and zset members) → drop every
- *   deleted key's entries.
+ * DeleteTree: read the owner's ids → owner script (checks the ids are still those, or the
+ *   ids are read again; collects the tree by `createdBy`, deletes its records and zset
+ *   members) → drop every deleted key's entries.
  *
  * What a crash (or a connection lost mid-call) between steps can leave:
  * - before or during the owner script: claims that expire by themselves;
  * - after the owner script, before the commits: a record whose claims then expire. The
- *   insert threw, so nobody was given its raw key; the key is listed and can be deleted,
- *   but can never verify. This is the store's one "ghost", as with any database whose
- *   commit acknowledgement is lost;
- * - during delete, after the owner script: committed entries with no record. They read
- *   as null (find checks the record and its lookup part), lastUsedAt skips them, and an
- *   insert of the same id or lookup takes them over, so nothing stays blocked.
+ *   insert (or roll) threw, so nobody was given its raw key; the key is listed and can be
+ *   deleted, but can never verify. This is the store's one "ghost", as with any database
+ *   whose commit acknowledgement is lost. A roll's old key keeps its lowered expiry;
+ * - during delete or deleteTree, after the owner script: committed entries with no record.
+ *   They read as null (find checks the record and its lookup part), lastUsedAt skips them,
+ *   and an insert of the same id or lookup takes them over, so nothing stays blocked.
  *
  * A `Redis` client must point at a server outside cluster mode: on a single server the
  * lastUsedAt batch is one script that reads keys in any slot. For a Redis Cluster, pass a
@@ -165,16 +166,13 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
     const owner = escapePart(key.ownerId);
     const ownerIds = keys.ownerIds(owner);
     const record = keys.record(owner, escapePart(key.id));
+    // Built before claiming: an invalid Date throws here, with nothing claimed.
+    const args = [cap, key.id, ms(key.createdAt), key.lookup, ...recordFields(key)];
     const claims = await claimEntries(key);
 
     // If this throws, whether the script ran is unknown, so the claims are left to expire
     // rather than released: the header comment lists what that can leave.
-    const outcome = await runScript(
-      client,
-      insertRecord,
-      [ownerIds, record],
-      [cap, key.id, ms(key.createdAt), key.lookup, ...recordFields(key)],
-    );
+    const outcome = await runScript(client, insertRecord, [ownerIds, record], args);
     if (outcome !== 'ok') {
       await claims.release();
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached' };
@@ -203,42 +201,34 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
     const ownerIds = keys.ownerIds(owner);
     const newRecord = keys.record(owner, escapePart(next.id));
     const oldRecord = keys.record(owner, escapePart(id));
+    const args = [
+      options.maxKeysPerOwner,
+      next.id,
+      ms(next.createdAt),
+      next.lookup,
+      ms(options.now),
+      ms(options.previousExpiresAt),
+      ...recordFields(next),
+    ];
     const claims = await claimEntries(next);
 
     // As in insert: if this throws, the claims are left to expire.
-    const outcome = await runScript(
-      client,
-      rollRecord,
-      [ownerIds, newRecord, oldRecord],
-      [
-        options.maxKeysPerOwner,
-        next.id,
-        ms(next.createdAt),
-        next.lookup,
-        ms(options.now),
-        ms(options.previousExpiresAt),
-        ...recordFields(next),
-      ],
-    );
+    const outcome = await runScript(client, rollRecord, [ownerIds, newRecord, oldRecord], args);
     if (!Array.isArray(outcome)) {
       await claims.release();
       if (outcome === 'not_found') return { ok: false, reason: 'not_found' };
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached' };
       throw new KeyCollisionError('id');
     }
-    const [before, ...pairs] = outcome as string[];
-    const previous = toStoredKey(pairsToObject(pairs));
+    const [before = '', ...pairs] = outcome as string[];
+    const oldFields = pairsToObject(pairs);
+    const previous = toStoredKey(oldFields);
 
     if (await claims.commit()) return { ok: true, previous };
     // As in insert, undone: the new record goes, and the old key gets its expiry back
     // unless an update has lowered it since.
     await runScript(client, deleteRecord, [ownerIds, newRecord], [next.id, next.lookup]);
-    await runScript(
-      client,
-      restoreExpiry,
-      [oldRecord],
-      [pairsToObject(pairs).expiresAt ?? '', before ?? ''],
-    );
+    await runScript(client, restoreExpiry, [oldRecord], [oldFields.expiresAt ?? '', before]);
     await claims.release();
     throw tooSlow('roll');
   }

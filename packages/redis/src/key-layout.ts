@@ -9,9 +9,13 @@
  * | `ns:l:<lookup>`             | string | lookup entry: `<owner> <id> <nonce>`         | its own     |
  * | `ns:i:<id>`                 | string | id entry: `<owner> <id> <nonce>`             | its own     |
  *
- * Everything scoped to an owner (the cap, list, rename, delete, lastUsedAt) lives under the
- * owner's hash tag, so one Lua script on one slot does it atomically, on a Cluster too.
- * Find-by-lookup has no owner, and ids are unique across owners (the id entry also lets a
+ * A record's v2 fields: `expiresAt` (ms, empty for never), `scopes` (JSON array),
+ * `metadata` (JSON object text), `createdBy` (empty for none). A record written before they
+ * existed lacks them and reads as never expiring, scopes `["*"]`, metadata `{}`, no creator.
+ *
+ * Everything scoped to an owner (the cap, list, update, delete, deleteTree, the record
+ * writes of roll, lastUsedAt) lives under the owner's hash tag, so one Lua script on one
+ * slot does it atomically, on a Cluster too. Find-by-lookup has no owner, and ids are unique across owners (the id entry also lets a
  * lastUsedAt batch, which names ids only, find each owner), so those two index entries
  * cannot share the owner's slot; each lands wherever its own name hashes. The tag sits
  * after the namespace so that `ns:*` matches every key of a namespace in one SCAN.

@@ -6,6 +6,7 @@ import { redisBus } from './redis-bus.js';
 import { redisStore } from './redis-store.js';
 import { startRedisCluster, type TestRedisCluster } from './test-cluster.js';
 import { describeOwnerIdEscaping } from './test-escaping.js';
+import { describeLifecycleLayout } from './test-lifecycle.js';
 import {
   countCommands,
   deleteNamespace,
@@ -47,6 +48,7 @@ if (!cluster) {
   describeContention('redis (cluster)', () => cluster.client());
   describeBusDelivery('redis (cluster)', () => cluster.client());
   describeOwnerIdEscaping('redis (cluster)', () => cluster.client());
+  describeLifecycleLayout('redis (cluster)', () => cluster.client());
 
   it('redis (cluster): a bus whose subscriber connection is killed subscribes again, calls onResync, and delivers', async () => {
     const [publisher, subscriber] = await Promise.all([cluster.client(), cluster.client()]);

@@ -8,6 +8,7 @@ import { redisBus } from './redis-bus.js';
 import { redisStore } from './redis-store.js';
 import * as scripts from './scripts.js';
 import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
+import { describeLifecycleLayout } from './test-lifecycle.js';
 import {
   countCommands,
   countSocketWrites,
@@ -53,6 +54,7 @@ if (!reachable) {
   describeContention('redis (single server)', () => connect());
   describeBusDelivery('redis (single server)', () => connect());
   describeOwnerIdEscaping('redis (single server)', () => connect());
+  describeLifecycleLayout('redis (single server)', () => connect());
 
   it('redis (single server): a bus whose subscriber connection is killed subscribes again, calls onResync, and delivers', async () => {
     const [publisher, subscriber] = await Promise.all([connect(), connect()]);
@@ -281,6 +283,44 @@ if (!reachable) {
       }
     });
 
+    it('a roll whose claim expired before its commit rolls back: no new key, the old expiry as it was', async () => {
+      const client = await connect();
+      const ns = randomNamespace();
+      const store = redisStore(client, { namespace: ns });
+      try {
+        const old = await makeStoredKey();
+        await store.insert(old, { maxKeysPerOwner: 10 });
+        const next = await makeStoredKey({ ownerId: old.ownerId });
+        const lookupEntry = `${ns}:l:${next.lookup}`;
+        const target = client as unknown as { sendCommand(command: Command): unknown };
+        const original = target.sendCommand;
+        target.sendCommand = function (this: unknown, command: Command) {
+          const isCommit =
+            command.name === 'evalsha' &&
+            command.args[0] === scripts.commitEntry.sha &&
+            String(command.args[2]) === lookupEntry;
+          if (!isCommit) return original.call(this, command);
+          target.sendCommand = original;
+          void main.del(lookupEntry).then(() => original.call(this, command));
+          return command.promise;
+        };
+        const now = new Date();
+        await expect(
+          store.roll(old.ownerId, old.id, next, {
+            previousExpiresAt: new Date(now.getTime() + 60_000),
+            now,
+            maxKeysPerOwner: 10,
+          }),
+        ).rejects.toThrow(/rolled back/);
+        target.sendCommand = original;
+        expect(await store.listByOwner(old.ownerId)).toEqual([old]);
+        expect(await store.findByLookup(old.lookup)).toEqual(old);
+        expect(await store.findByLookup(next.lookup)).toBeNull();
+      } finally {
+        await deleteNamespace(client, ns);
+      }
+    });
+
     it('scripts run twice (a call re-sent after a reconnect) give the same answers', async () => {
       const client = await connect();
       const ns = randomNamespace();
@@ -311,10 +351,31 @@ if (!reachable) {
         const cap = { maxKeysPerOwner: 1 };
         expect(await store.insert(a, cap)).toEqual({ ok: true });
         expect(await store.insert(b, cap)).toEqual({ ok: false, reason: 'limit_reached' });
-        expect(await store.rename(owner, a.id, 'twice')).toEqual({ ...a, name: 'twice' });
+        expect(await store.update(owner, a.id, { name: 'twice' })).toEqual({ ...a, name: 'twice' });
+        const soon = new Date('2030-01-01T00:00:00.000Z');
+        expect(await store.update(owner, a.id, { expiresAt: soon })).toEqual({
+          ...a,
+          name: 'twice',
+          expiresAt: soon,
+        });
+        const next = await makeStoredKey({ ownerId: owner, createdBy: a.id });
+        const sooner = new Date('2029-01-01T00:00:00.000Z');
+        const roll = (maxKeysPerOwner: number) =>
+          store.roll(owner, a.id, next, {
+            previousExpiresAt: sooner,
+            now: new Date(),
+            maxKeysPerOwner,
+          });
+        expect(await roll(1)).toEqual({ ok: false, reason: 'limit_reached' });
+        const rolled = { ...a, name: 'twice', expiresAt: sooner };
+        expect(await roll(2)).toEqual({ ok: true, previous: rolled });
+        expect(await store.findByLookup(next.lookup)).toEqual(next);
+        // Like delete below: the second run finds nothing left, and the answer says so.
+        expect(await store.deleteTree(owner, next.id)).toEqual([]);
+        expect(await store.findByLookup(next.lookup)).toBeNull();
         const at = new Date('2025-06-01T12:00:00.001Z');
         await store.recordLastUsed([{ id: a.id, lastUsedAt: at }]);
-        expect(await store.findByLookup(a.lookup)).toEqual({ ...a, name: 'twice', lastUsedAt: at });
+        expect(await store.findByLookup(a.lookup)).toEqual({ ...rolled, lastUsedAt: at });
         expect(await store.findByLookup(b.lookup)).toBeNull();
         // The one exception: the second run of a delete finds nothing left to delete.
         expect(await store.delete(owner, a.id)).toBe(false);
@@ -342,7 +403,16 @@ if (!reachable) {
       await expect(store.insert(key, { maxKeysPerOwner: 1 })).rejects.toThrow();
       await expect(store.findByLookup(key.lookup)).rejects.toThrow();
       await expect(store.listByOwner(key.ownerId)).rejects.toThrow();
-      await expect(store.rename(key.ownerId, key.id, 'x')).rejects.toThrow();
+      await expect(store.update(key.ownerId, key.id, { name: 'x' })).rejects.toThrow();
+      await expect(store.deleteTree(key.ownerId, key.id)).rejects.toThrow();
+      const now = new Date();
+      await expect(
+        store.roll(key.ownerId, key.id, await makeStoredKey({ ownerId: key.ownerId }), {
+          previousExpiresAt: now,
+          now,
+          maxKeysPerOwner: 1,
+        }),
+      ).rejects.toThrow();
       await expect(store.delete(key.ownerId, key.id)).rejects.toThrow();
       await expect(
         store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]),

@@ -20,16 +20,23 @@ import {
   claimEntry,
   commitEntry,
   deleteRecord,
+  deleteTreeRecords,
   dropEntry,
   insertRecord,
   lastUsedMerge,
   lastUsedResolve,
   releaseEntry,
-  renameRecord,
+  restoreExpiry,
+  rollRecord,
   runScript,
   runScripts,
   takeOverEntry,
+  updateRecord,
 } from './scripts.js';
+
+// Derived rather than imported: @keyward/core's index does not export these two names.
+type KeyChanges = Parameters<KeyStore['update']>[2];
+type RollResult = Awaited<ReturnType<KeyStore['roll']>>;
 
 export interface RedisStoreOptions {
   /**
@@ -45,8 +52,8 @@ export interface RedisStoreOptions {
  * Cluster (`Cluster`). The host passes its own client and owns its lifecycle; the store
  * opens no connection. See key-layout.ts for where each value lives.
  *
- * Every write scoped to one owner (cap check and insert, rename, delete, lastUsedAt) is one
- * Lua script on the owner's slot, hence atomic with no read-modify-write race between
+ * Every write scoped to one owner (cap check and insert, update, delete, deleteTree, the
+ * record writes of roll, lastUsedAt) is one Lua script on the owner's slot, hence atomic with no read-modify-write race between
  * instances; a list reads that one slot. Insert and delete also touch the two index entries,
  * each in a slot of its own, which no Redis command can change together with the owner's
  * keys on a Cluster. So the steps are ordered, and each entry has two states:
@@ -62,17 +69,23 @@ export interface RedisStoreOptions {
  *   KeyCollisionError; nothing is overwritten, except a dangling committed entry, which is
  *   taken over with a compare-and-set (only its own record could revive it, and writing
  *   that record needs this very entry).
+ * Roll: claim the new key's entries → owner script (old key there and unexpired, cap,
+ *   write the new record, lower the old expiry) → commit both. Claims first, so a
+ *   collision throws before anything is checked or written.
  * Delete: owner script (record and zset member) → drop both entries.
+ * DeleteTree: read the owner's ids → owner script (checks the ids are still those, or the
+ *   ids are read again; collects the tree by `createdBy`, deletes its records and zset
+ *   members) → drop every deleted key's entries.
  *
  * What a crash (or a connection lost mid-call) between steps can leave:
  * - before or during the owner script: claims that expire by themselves;
  * - after the owner script, before the commits: a record whose claims then expire. The
- *   insert threw, so nobody was given its raw key; the key is listed and can be deleted,
- *   but can never verify. This is the store's one "ghost", as with any database whose
- *   commit acknowledgement is lost;
- * - during delete, after the owner script: committed entries with no record. They read
- *   as null (find checks the record and its lookup part), lastUsedAt skips them, and an
- *   insert of the same id or lookup takes them over, so nothing stays blocked.
+ *   insert (or roll) threw, so nobody was given its raw key; the key is listed and can be
+ *   deleted, but can never verify. This is the store's one "ghost", as with any database
+ *   whose commit acknowledgement is lost. A roll's old key keeps its lowered expiry;
+ * - during delete or deleteTree, after the owner script: committed entries with no record.
+ *   They read as null (find checks the record and its lookup part), lastUsedAt skips them,
+ *   and an insert of the same id or lookup takes them over, so nothing stays blocked.
  *
  * A `Redis` client must point at a server outside cluster mode: on a single server the
  * lastUsedAt batch is one script that reads keys in any slot. For a Redis Cluster, pass a
@@ -106,13 +119,15 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
     return taken === 1;
   }
 
-  async function insert(key: StoredKey, cap: number): Promise<InsertResult> {
+  /**
+   * Claims both index entries of a key about to be written, or throws KeyCollisionError
+   * having released whatever it claimed.
+   */
+  async function claimEntries(key: StoredKey) {
     const owner = escapePart(key.ownerId);
     const id = escapePart(key.id);
-    // The nonce makes this insert's entries its own: release and commit compare it.
+    // The nonce makes this write's entries its own: release and commit compare it.
     const value = formatIndexEntry(owner, id, randomBytes(9).toString('base64url'));
-    const ownerIds = keys.ownerIds(owner);
-    const record = keys.record(owner, id);
     const idEntry = keys.idIndex(key.id);
     const lookupEntry = keys.lookupIndex(key.lookup);
 
@@ -126,42 +141,149 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
         return named !== null && (await client.hget(named, 'lookup')) === key.lookup;
       }),
     ]);
-    const release = () =>
-      Promise.all([
+    const release = async (): Promise<void> => {
+      await Promise.all([
         runScript(client, releaseEntry, [idEntry], [value]),
         runScript(client, releaseEntry, [lookupEntry], [value]),
       ]);
+    };
     if (!idClaimed || !lookupClaimed) {
       await release();
       throw new KeyCollisionError(idClaimed ? 'lookup' : 'id');
     }
+    /** Makes both claims permanent; `false` when one had expired first. */
+    const commit = async (): Promise<boolean> => {
+      const commits = await Promise.all([
+        runScript(client, commitEntry, [idEntry], [value]),
+        runScript(client, commitEntry, [lookupEntry], [value]),
+      ]);
+      return commits.every((committed) => committed === 1);
+    };
+    return { release, commit };
+  }
+
+  async function insert(key: StoredKey, cap: number): Promise<InsertResult> {
+    const owner = escapePart(key.ownerId);
+    const ownerIds = keys.ownerIds(owner);
+    const record = keys.record(owner, escapePart(key.id));
+    // Built before claiming: an invalid Date throws here, with nothing claimed.
+    const args = [cap, key.id, ms(key.createdAt), key.lookup, ...recordFields(key)];
+    const claims = await claimEntries(key);
 
     // If this throws, whether the script ran is unknown, so the claims are left to expire
     // rather than released: the header comment lists what that can leave.
-    const outcome = await runScript(
-      client,
-      insertRecord,
-      [ownerIds, record],
-      [cap, key.id, ms(key.createdAt), key.lookup, ...recordFields(key)],
-    );
+    const outcome = await runScript(client, insertRecord, [ownerIds, record], args);
     if (outcome !== 'ok') {
-      await release();
+      await claims.release();
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached' };
       throw new KeyCollisionError('id');
     }
 
-    const commits = await Promise.all([
-      runScript(client, commitEntry, [idEntry], [value]),
-      runScript(client, commitEntry, [lookupEntry], [value]),
-    ]);
-    if (commits.every((committed) => committed === 1)) return { ok: true };
+    if (await claims.commit()) return { ok: true };
     // A claim expired before its commit: the insert outlasted CLAIM_TTL_MS (a server or
     // network stall). Its record must not stay without its entries.
     await runScript(client, deleteRecord, [ownerIds, record], [key.id, key.lookup]);
-    await release();
+    await claims.release();
+    throw tooSlow('insert');
+  }
+
+  async function roll(
+    ownerId: string,
+    id: string,
+    next: StoredKey,
+    options: { previousExpiresAt: Date; now: Date; maxKeysPerOwner: number },
+  ): Promise<RollResult> {
+    // Both records must share the owner's slot; the key service never rolls across owners.
+    if (next.ownerId !== ownerId) {
+      throw new TypeError('redisStore: roll() needs a new key of the same owner.');
+    }
+    const owner = escapePart(ownerId);
+    const ownerIds = keys.ownerIds(owner);
+    const newRecord = keys.record(owner, escapePart(next.id));
+    const oldRecord = keys.record(owner, escapePart(id));
+    const args = [
+      options.maxKeysPerOwner,
+      next.id,
+      ms(next.createdAt),
+      next.lookup,
+      ms(options.now),
+      ms(options.previousExpiresAt),
+      ...recordFields(next),
+    ];
+    const claims = await claimEntries(next);
+
+    // As in insert: if this throws, the claims are left to expire.
+    const outcome = await runScript(client, rollRecord, [ownerIds, newRecord, oldRecord], args);
+    if (!Array.isArray(outcome)) {
+      await claims.release();
+      if (outcome === 'not_found') return { ok: false, reason: 'not_found' };
+      if (outcome === 'limit') return { ok: false, reason: 'limit_reached' };
+      throw new KeyCollisionError('id');
+    }
+    const [before = '', ...pairs] = outcome as string[];
+    const oldFields = pairsToObject(pairs);
+    const previous = toStoredKey(oldFields);
+
+    if (await claims.commit()) return { ok: true, previous };
+    // As in insert, undone: the new record goes, and the old key gets its expiry back
+    // unless an update has lowered it since.
+    await runScript(client, deleteRecord, [ownerIds, newRecord], [next.id, next.lookup]);
+    await runScript(client, restoreExpiry, [oldRecord], [oldFields.expiresAt ?? '', before]);
+    await claims.release();
+    throw tooSlow('roll');
+  }
+
+  async function deleteTree(ownerId: string, id: string): Promise<string[]> {
+    const owner = escapePart(ownerId);
+    const ownerIds = keys.ownerIds(owner);
+    for (let attempt = 0; attempt < DELETE_TREE_ATTEMPTS; attempt++) {
+      const ids = await client.zrange(ownerIds, '0', '-1');
+      if (!ids.includes(id)) return [];
+      const reply = await runScript(
+        client,
+        deleteTreeRecords,
+        [ownerIds, ...ids.map((member) => keys.record(owner, escapePart(member)))],
+        [id, ...ids],
+      );
+      // 'stale': an insert or delete of this owner came in between; read the ids again.
+      if (!Array.isArray(reply)) continue;
+      const deleted: { id: string; lookup: string }[] = [];
+      for (let i = 0; i + 1 < reply.length; i += 2) {
+        deleted.push({ id: String(reply[i]), lookup: String(reply[i + 1]) });
+      }
+      // The records are gone, so none of these keys verifies any more; as in delete, the
+      // index entries are tidying.
+      await Promise.all(
+        deleted.flatMap(({ id: deletedId, lookup }) => {
+          const prefix = `${owner} ${escapePart(deletedId)} `;
+          return [
+            runScript(client, dropEntry, [keys.lookupIndex(lookup)], [prefix]),
+            runScript(client, dropEntry, [keys.idIndex(deletedId)], [prefix]),
+          ];
+        }),
+      );
+      return deleted.map((key) => key.id);
+    }
     throw new Error(
-      `redisStore: insert took longer than ${CLAIM_TTL_MS} ms and was rolled back; nothing was stored.`,
+      `redisStore: deleteTree() met a concurrent change of the owner's keys ${DELETE_TREE_ATTEMPTS} times in a row; nothing was deleted.`,
     );
+  }
+
+  async function update(ownerId: string, id: string, changes: KeyChanges) {
+    const { name, metadata, expiresAt } = changes;
+    const reply = await runScript(
+      client,
+      updateRecord,
+      [recordKey(ownerId, id)],
+      [
+        name === undefined ? '0' : '1',
+        name ?? '',
+        metadata === undefined ? '0' : '1',
+        metadata === undefined ? '' : JSON.stringify(metadata),
+        expiresAt === undefined ? '' : ms(expiresAt),
+      ],
+    );
+    return Array.isArray(reply) ? toStoredKey(pairsToObject(reply)) : null;
   }
 
   async function read(record: string): Promise<StoredKey | null> {
@@ -248,10 +370,7 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
       return found.sort(compareNewestFirst);
     },
 
-    async rename(ownerId, id, name) {
-      const reply = await runScript(client, renameRecord, [recordKey(ownerId, id)], [name]);
-      return Array.isArray(reply) ? toStoredKey(pairsToObject(reply)) : null;
-    },
+    update,
 
     async delete(ownerId, id) {
       const owner = escapePart(ownerId);
@@ -273,6 +392,8 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
       return true;
     },
 
+    deleteTree,
+    roll,
     recordLastUsed,
 
     /**
@@ -301,6 +422,16 @@ const LAST_USED_CHUNK = 500;
  * long (its lookup and id are random anyway). */
 const CLAIM_TTL_MS = 60_000;
 
+/** How often deleteTree reads an owner's ids again when they changed under it. Only an
+ * owner's own inserts and deletes change them, and each retry is two round trips. */
+const DELETE_TREE_ATTEMPTS = 10;
+
+function tooSlow(operation: string): Error {
+  return new Error(
+    `redisStore: ${operation} took longer than ${CLAIM_TTL_MS} ms and was rolled back; nothing was stored.`,
+  );
+}
+
 function ms(date: Date): number {
   const value = date.getTime();
   if (!Number.isFinite(value)) throw new RangeError('redisStore: invalid Date in a key record.');
@@ -325,6 +456,15 @@ function recordFields(key: StoredKey): string[] {
     key.keySuffix,
     'createdAt',
     String(ms(key.createdAt)),
+    'expiresAt',
+    key.expiresAt ? String(ms(key.expiresAt)) : '',
+    'scopes',
+    JSON.stringify(key.scopes),
+    // The host's object as JSON text, once: its key order comes back as it was given.
+    'metadata',
+    JSON.stringify(key.metadata),
+    'createdBy',
+    key.createdBy ?? '',
   ];
   // Absent, not an empty string, for a key never used: HGET then answers nil.
   if (key.lastUsedAt) fields.push('lastUsedAt', String(ms(key.lastUsedAt)));
@@ -344,7 +484,9 @@ function toStoredKey(fields: Record<string, string>): StoredKey {
     if (value === undefined) throw new Error(`redisStore: key record without "${name}".`);
     return value;
   };
-  const lastUsedAt = fields.lastUsedAt;
+  // A record written before expiry, scopes, metadata and createdBy existed has none of
+  // them: it never expires, may do everything, and was made by the host's code.
+  const { lastUsedAt, expiresAt, scopes, metadata, createdBy } = fields;
   return {
     id: field('id'),
     ownerId: field('ownerId'),
@@ -355,5 +497,9 @@ function toStoredKey(fields: Record<string, string>): StoredKey {
     keySuffix: field('keySuffix'),
     createdAt: new Date(Number(field('createdAt'))),
     lastUsedAt: lastUsedAt === undefined ? null : new Date(Number(lastUsedAt)),
+    expiresAt: expiresAt ? new Date(Number(expiresAt)) : null,
+    scopes: scopes === undefined ? ['*'] : (JSON.parse(scopes) as string[]),
+    metadata: metadata === undefined ? {} : (JSON.parse(metadata) as StoredKey['metadata']),
+    createdBy: createdBy ? createdBy : null,
   };
 }

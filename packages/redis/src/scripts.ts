@@ -9,8 +9,9 @@ import type { Cluster, Redis } from 'ioredis';
  *
  * ioredis re-sends commands left unanswered by a dropped connection
  * (`autoResendUnfulfilledCommands`), so a script may run twice for one call. Each is
- * written so that a second run answers what the first did, except `deleteRecord`, whose
- * second run finds nothing and answers nil (the key is deleted all the same).
+ * written so that a second run answers what the first did, except `deleteRecord` and
+ * `deleteTreeRecords`, whose second run finds nothing and answers nil or an empty list
+ * (the keys are deleted all the same).
  *
  * Timestamps go in and out as the decimal strings the caller sent: Lua numbers are
  * doubles and `tostring` would print large ones in exponent form.
@@ -48,11 +49,131 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return lookup
 `);
 
-/** KEYS: record. ARGV: name. Returns the renamed record as HGETALL pairs, or nil. */
-export const renameRecord = defineScript(`
+/**
+ * Lowers a record's expiry to `at` (ms) unless it already ends earlier: never extends it. An
+ * absent or empty `expiresAt` (a record written before expiry existed, or a key that never
+ * expires) means never. Numbers compare as doubles, exact for milliseconds; the string the
+ * caller sent is what gets written.
+ */
+const lowerExpiry = `
+local function lowerExpiry(record, at)
+  local current = redis.call('HGET', record, 'expiresAt')
+  if not current or current == '' or tonumber(at) < tonumber(current) then
+    redis.call('HSET', record, 'expiresAt', at)
+  end
+end
+`;
+
+/** KEYS: record. ARGV: '1' to set the name or '0', name, '1' to set the metadata or '0',
+ * metadata JSON, expiry ms to keep the earlier of ('' to leave it). Returns the updated
+ * record as HGETALL pairs, or nil when there is no such record. */
+export const updateRecord = defineScript(`${lowerExpiry}
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSET', KEYS[1], 'name', ARGV[1])
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'name', ARGV[2]) end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'metadata', ARGV[4]) end
+if ARGV[5] ~= '' then lowerExpiry(KEYS[1], ARGV[5]) end
 return redis.call('HGETALL', KEYS[1])
+`);
+
+/**
+ * KEYS: ids zset, new record, old record. ARGV: cap, new id, new createdAt ms, new lookup,
+ * now ms, old key's latest expiry ms, then the new record's field/value pairs.
+ * Returns 'id' (the new id is taken), 'not_found' (no old record, or it expired by now),
+ * 'limit', or on success the old key's expiry before the roll ('' for never) followed by
+ * the old record as HGETALL pairs.
+ *
+ * A new record holding the new lookup part is this roll's own, from an earlier run of the
+ * same call (the caller holds the lookup claim): the roll is done, and the answer is the
+ * old record as it is. If that old key has been deleted since, the new one goes too and
+ * the answer is 'not_found': a roll never leaves a key behind that its caller was refused.
+ */
+export const rollRecord = defineScript(`${lowerExpiry}
+local existing = redis.call('HGET', KEYS[2], 'lookup')
+if existing then
+  if existing ~= ARGV[4] then return 'id' end
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    redis.call('DEL', KEYS[2])
+    redis.call('ZREM', KEYS[1], ARGV[2])
+    return 'not_found'
+  end
+  local current = redis.call('HGET', KEYS[3], 'expiresAt') or ''
+  local old = redis.call('HGETALL', KEYS[3])
+  table.insert(old, 1, current)
+  return old
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 'not_found' end
+local before = redis.call('HGET', KEYS[3], 'expiresAt') or ''
+if before ~= '' and tonumber(before) <= tonumber(ARGV[5]) then return 'not_found' end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 'limit' end
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+lowerExpiry(KEYS[3], ARGV[6])
+local old = redis.call('HGETALL', KEYS[3])
+table.insert(old, 1, before)
+return old
+`);
+
+/** KEYS: record. ARGV: the expiry a roll wrote, the one it replaced ('' for never). Undoes
+ * that roll's lowering, unless the expiry has changed since (an update lowered it again). */
+export const restoreExpiry = defineScript(`
+if redis.call('HGET', KEYS[1], 'expiresAt') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'expiresAt', ARGV[2])
+end
+return 0
+`);
+
+/**
+ * KEYS: ids zset, then the record of each id. ARGV: the named id, then every id of the
+ * owner, in the order of their records. The caller read the ids with ZRANGE; since keys a
+ * script touches must be named up front on a Cluster (and the record names hold escaped
+ * ids, which Lua cannot rebuild), the script first checks that the zset still holds exactly
+ * those ids, and answers 'stale' for the caller to read them again if not.
+ *
+ * Otherwise it collects the named key and, transitively, every key whose `createdBy` names
+ * one collected (each record read once; the collected set stops a cycle), deletes them all
+ * and returns id, lookup, id, lookup… with the named key first; an empty array when there
+ * is no such record. A second run (a re-sent call) finds nothing and answers empty or
+ * 'stale', like `deleteRecord`.
+ */
+export const deleteTreeRecords = defineScript(`
+local count = #KEYS - 1
+if redis.call('ZCARD', KEYS[1]) ~= count then return 'stale' end
+local index = {}
+for i = 1, count do
+  local id = ARGV[i + 1]
+  if not redis.call('ZSCORE', KEYS[1], id) then return 'stale' end
+  index[id] = i
+end
+local root = index[ARGV[1]]
+if not root or redis.call('EXISTS', KEYS[root + 1]) == 0 then return {} end
+local children = {}
+for i = 1, count do
+  local parent = redis.call('HGET', KEYS[i + 1], 'createdBy')
+  if parent and parent ~= '' then
+    children[parent] = children[parent] or {}
+    table.insert(children[parent], i)
+  end
+end
+local doomed, taken = { root }, { [root] = true }
+local cursor = 1
+while cursor <= #doomed do
+  for _, child in ipairs(children[ARGV[doomed[cursor] + 1]] or {}) do
+    if not taken[child] then
+      taken[child] = true
+      table.insert(doomed, child)
+    end
+  end
+  cursor = cursor + 1
+end
+local out = {}
+for _, i in ipairs(doomed) do
+  local record = KEYS[i + 1]
+  table.insert(out, ARGV[i + 1])
+  table.insert(out, redis.call('HGET', record, 'lookup') or '')
+  redis.call('DEL', record)
+  redis.call('ZREM', KEYS[1], ARGV[i + 1])
+end
+return out
 `);
 
 /** KEYS: index entry. ARGV: value, TTL ms. Claims a free entry for an insert in

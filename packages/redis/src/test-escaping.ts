@@ -66,7 +66,7 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
       }
     });
 
-    it('keys written by the first layout migrate once, then are found, listed, renamed, used and deleted', async () => {
+    it('keys written by the first layout migrate once, then are found, listed, updated, used and deleted', async () => {
       const client = await connect();
       const namespace = randomNamespace();
       const store = redisStore(client, { namespace });
@@ -90,7 +90,7 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
         for (const key of [...old, plain]) {
           expect(await store.findByLookup(key.lookup)).toEqual({ ...key, lastUsedAt: at });
           expect(await store.listByOwner(key.ownerId)).toEqual([{ ...key, lastUsedAt: at }]);
-          expect(await store.rename(key.ownerId, key.id, 'renamed')).toMatchObject({
+          expect(await store.update(key.ownerId, key.id, { name: 'renamed' })).toMatchObject({
             name: 'renamed',
           });
           // The cap counts the migrated key: the owner's id list moved with it.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { InvalidationEvent, KeyStore } from '@keyward/core';
+import type { InvalidationEvent, KeyStore, StoredKey } from '@keyward/core';
 import { makeStoredKey, serviceUnavailable } from '@keyward/testing';
 import { type Cluster, type Command, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
@@ -125,8 +125,8 @@ export async function countSocketWrites(
 }
 
 /**
- * Create, cap refusal, collision, rename, lastUsedAt and delete, over and over, and then
- * not one key of the namespace may remain.
+ * Create, cap refusal, collision, update, roll (done, refused, colliding), lastUsedAt,
+ * delete and deleteTree, over and over, and then not one key of the namespace may remain.
  */
 export function describeNoOrphans(label: string, connect: () => Promise<RedisClient>): void {
   describe(`${label}: no orphan keys`, () => {
@@ -147,7 +147,23 @@ export function describeNoOrphans(label: string, connect: () => Promise<RedisCli
           await expect(store.insert(sameId, cap)).rejects.toMatchObject({ field: 'id' });
           const sameLookup = await makeStoredKey({ lookup: b.lookup });
           await expect(store.insert(sameLookup, cap)).rejects.toMatchObject({ field: 'lookup' });
-          await store.rename(ownerId, a.id, 'renamed');
+          await store.update(ownerId, a.id, { name: 'renamed', metadata: { x: 1 } });
+          const roll = (next: StoredKey, maxKeysPerOwner: number) =>
+            store.roll(ownerId, a.id, next, {
+              previousExpiresAt: new Date(Date.now() + 60_000),
+              now: new Date(),
+              maxKeysPerOwner,
+            });
+          const [rolled, refused] = await Promise.all(
+            [1, 2].map(() => makeStoredKey({ ownerId, createdBy: a.id })),
+          );
+          if (!rolled || !refused) throw new Error('unreachable');
+          await expect(roll(refused, 2)).resolves.toEqual({ ok: false, reason: 'limit_reached' });
+          await expect(roll({ ...refused, lookup: b.lookup }, 5)).rejects.toMatchObject({
+            field: 'lookup',
+          });
+          expect((await roll(rolled, 3)).ok).toBe(true);
+          expect(await store.deleteTree(ownerId, rolled.id)).toEqual([rolled.id]);
           await store.recordLastUsed([
             { id: a.id, lastUsedAt: new Date() },
             { id: c.id, lastUsedAt: new Date() },
@@ -158,7 +174,8 @@ export function describeNoOrphans(label: string, connect: () => Promise<RedisCli
             { id: a.id, lastUsedAt: new Date() },
             { id: b.id, lastUsedAt: new Date() },
           ]);
-          expect(await store.rename(ownerId, a.id, 'ghost')).toBeNull();
+          expect(await store.update(ownerId, a.id, { name: 'ghost' })).toBeNull();
+          expect(await store.deleteTree(ownerId, a.id)).toEqual([]);
         }
         expect(await namespaceKeys(client, namespace)).toEqual([]);
       } finally {

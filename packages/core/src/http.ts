@@ -423,6 +423,13 @@ async function readJsonObject(
     if (size > maxBodyBytes) throw new KeywardError('payload_too_large');
     chunks.push(chunk);
   }
+  if (size === 0 && declared > 0) {
+    // The stream ended with none of the declared bytes: something read it before keyward
+    // did. A host bug, not the client's: 500, and onError says how to fix it.
+    throw new Error(
+      "keyward: the request body was already read before keyward saw it: a body parser (express.json(), for example) runs before keyward's router. Mount the router first, or the parser on your own routes only.",
+    );
+  }
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)));

@@ -2,8 +2,9 @@
 // Builds, packs every publishable package as `pnpm publish` would, installs the tarballs
 // with npm into a scratch app in a temporary folder (no workspace links, no `keyward-source`
 // condition), with the peer dependencies at the catalog's versions, and there:
-//   1. typechecks every ```ts block of the root README under `strict`, each block a module
-//      of its own (a block preceded by `<!-- consumer-test: skip -->` is left out);
+//   1. typechecks every ```ts block of the root README and of each package's README under
+//      `strict`, each block a module of its own (a block preceded by
+//      `<!-- consumer-test: skip -->` is left out);
 //   2. require()s the packages from CommonJS;
 //   3. runs the installed @keyward/testing suites (they are vitest suites: vitest is their
 //      peer dependency, so the app installs it and runs it with plain node) against the
@@ -13,7 +14,7 @@
 // keeps the scratch folder.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { catalog, packAll, root, run } from './pack-packages.mjs';
 
 const started = Date.now();
@@ -71,7 +72,16 @@ try {
   }
 
   step('typecheck the README code blocks');
-  const blocks = readmeBlocks(readFileSync(join(root, 'README.md'), 'utf8'));
+  const blocks = { compiled: [], skipped: [] };
+  const readmes = [
+    'README.md',
+    ...packed.map((pkg) => join(relative(root, pkg.path), 'README.md')),
+  ];
+  for (const readme of readmes) {
+    const found = readmeBlocks(readme, readFileSync(join(root, readme), 'utf8'));
+    blocks.compiled.push(...found.compiled);
+    blocks.skipped.push(...found.skipped);
+  }
   mkdirSync(join(app, 'readme'));
   for (const block of blocks.compiled) {
     writeFileSync(join(app, 'readme', block.file), `${block.code}\nexport {};\n`);
@@ -98,8 +108,7 @@ try {
   );
   run('node', ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { cwd: app });
   for (const block of blocks.compiled) console.log(`  compiles: ${block.file} (${block.where})`);
-  for (const block of blocks.skipped)
-    console.log(`  skipped:  README line ${block.line} (${block.where})`);
+  for (const block of blocks.skipped) console.log(`  skipped:  ${block.where}`);
 
   step('require() from CommonJS');
   copyFileSync(join(root, 'scripts/consumer/require.cjs'), join(app, 'require.cjs'));
@@ -127,8 +136,9 @@ try {
   else rmSync(scratch, { recursive: true, force: true });
 }
 
-/** The ```ts fences of a Markdown text, with the heading each sits under. */
-function readmeBlocks(markdown) {
+/** The ```ts fences of a Markdown file, with the heading each sits under. */
+function readmeBlocks(path, markdown) {
+  const prefix = path === 'README.md' ? 'root' : path.split('/')[1];
   const lines = markdown.split('\n');
   const compiled = [];
   const skipped = [];
@@ -142,16 +152,13 @@ function readmeBlocks(markdown) {
     for (i++; i < lines.length && !/^```\s*$/.test(lines[i]); i++) code.push(lines[i]);
     let before = start - 1;
     while (before >= 0 && lines[before].trim() === '') before--;
-    const where = `line ${start + 1}, under "${heading}"`;
-    if (lines[before]?.trim() === '<!-- consumer-test: skip -->')
-      skipped.push({ line: start + 1, where: heading });
-    else
-      compiled.push({
-        file: `block-${String(compiled.length + 1).padStart(2, '0')}.ts`,
-        where,
-        code: code.join('\n'),
-      });
+    const where = `${path} line ${start + 1}, under "${heading}"`;
+    if (lines[before]?.trim() === '<!-- consumer-test: skip -->') skipped.push({ where });
+    else {
+      const file = `${prefix}-${String(compiled.length + 1).padStart(2, '0')}.ts`;
+      compiled.push({ file, where, code: code.join('\n') });
+    }
   }
-  if (compiled.length === 0) throw new Error('no ```ts block found in README.md');
+  if (compiled.length + skipped.length === 0) throw new Error(`no ts block in ${path}`);
   return { compiled, skipped };
 }

@@ -1,5 +1,10 @@
 export { type KyselyStoreOptions, kyselyStore } from './kysely-store.js';
-export { keywardMigrationProvider, migrate } from './migrations.js';
+export {
+  type KeywardMigration,
+  type KeywardMigrationProvider,
+  keywardMigrationProvider,
+  migrate,
+} from './migrations.js';
 export {
   DEFAULT_CHANNEL,
   type PgListenConnection,

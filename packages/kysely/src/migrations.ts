@@ -1,4 +1,4 @@
-import { type Migration, type MigrationProvider, sql } from 'kysely';
+import { sql } from 'kysely';
 import { type AnyKysely, type TableNames, type TableOptions, tableNames } from './table.js';
 
 /**
@@ -89,14 +89,26 @@ export async function migrate(db: AnyKysely, options: TableOptions = {}): Promis
   else await executor.transaction().execute(run);
 }
 
+/** Kysely's `Migration`, declared here by shape: kysely 0.29 moved its own types to
+ * `kysely/migration`, and this package supports 0.28 and 0.29. */
+export interface KeywardMigration {
+  up(db: AnyKysely): Promise<void>;
+  down(db: AnyKysely): Promise<void>;
+}
+
+/** Kysely's `MigrationProvider`, by shape (see `KeywardMigration`). */
+export interface KeywardMigrationProvider {
+  getMigrations(): Promise<Record<string, KeywardMigration>>;
+}
+
 /**
  * keyward's migrations, keyed by name, for hosts that run Kysely's `Migrator` (pass
  * `{ provider: keywardMigrationProvider() }`, or spread `await provider.getMigrations()` into
  * their own provider). Names start with `keyward_`, so they sort after migrations named by date or number.
  */
-export function keywardMigrationProvider(options: TableOptions = {}): MigrationProvider {
+export function keywardMigrationProvider(options: TableOptions = {}): KeywardMigrationProvider {
   const names = tableNames(options);
-  const migrations: Record<string, Migration> = {
+  const migrations: Record<string, KeywardMigration> = {
     [`keyward_0001_create_${names.table}`]: {
       up: (db) => createKeyTable(db.withoutPlugins(), names),
       down: (db) => db.withoutPlugins().schema.dropTable(names.table).ifExists().execute(),

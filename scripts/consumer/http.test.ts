@@ -9,11 +9,14 @@ import express from 'express';
 import Fastify from 'fastify';
 
 describeHttpContract('express (installed)', {
-  async startServer({ service, guardedPath }) {
+  async startServer({ service, guardedPath, scopedPath, scopes }) {
     const app = express();
     const auth = expressKeyward({ service });
     app.use(auth.router);
     app.get(guardedPath, auth.requireApiKey(), (req, res) => {
+      res.json({ apiKey: req.apiKey });
+    });
+    app.get(scopedPath, auth.requireApiKey({ scopes }), (req, res) => {
       res.json({ apiKey: req.apiKey });
     });
     const server = app.listen(0, '127.0.0.1');
@@ -31,10 +34,13 @@ describeHttpContract('express (installed)', {
 });
 
 describeHttpContract('fastify (installed)', {
-  async startServer({ service, guardedPath }) {
+  async startServer({ service, guardedPath, scopedPath, scopes }) {
     const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
     await app.register(fastifyKeyward, { service });
     app.get(guardedPath, { config: { apiKey: true } }, async (request) => ({
+      apiKey: request.apiKey,
+    }));
+    app.get(scopedPath, { config: { apiKey: { scopes } } }, async (request) => ({
       apiKey: request.apiKey,
     }));
     const url = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -346,6 +346,26 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
     const soon = Date.now() + EXPIRY_MARGIN_MS;
     const listed = await service.list(world.ownerId);
     const live = new Set(listed.map((k) => k.id));
+    // A key the batch revoked, or rolled with no grace, is refused from then on: cached
+    // or not, on the guard's warm path too.
+    const expiredNow = new Set(
+      listed.filter((k) => k.expiresAt !== null && k.expiresAt <= new Date()).map((k) => k.id),
+    );
+    for (const key of [world.main, ...Object.values(world.scoped)]) {
+      if (live.has(key.id) && !expiredNow.has(key.id)) continue;
+      const res = await sendOrExplain({
+        method: 'GET',
+        target: GUARDED_PATH,
+        headers: [['X-API-Key', Buffer.from(key.rawKey)]],
+        body: undefined,
+        chunkSize: null,
+        raw: false,
+        segments: [],
+        keyValues: [],
+        jsonContentType: false,
+      });
+      expect(res.status, 'a key revoked or expired by the batch is refused').toBe(401);
+    }
     const drop = async (id: string) => {
       await service.revoke(world.ownerId, id);
       live.delete(id);
@@ -618,7 +638,44 @@ function checkSuccessBody(
   if (fields(body) !== 'success,data') fail('not {"success":true,"data":…}');
   if (c.method === 'GET') {
     if (!Array.isArray(body.data)) fail('list data is not an array');
-    for (const key of body.data as KeyJson[]) checkKey(key, false, 'list item');
+    const listed = body.data as KeyJson[];
+    for (const key of listed) checkKey(key, false, 'list item');
+    // The account's keys, expired ones included, as the store holds them: a key the batch
+    // may have changed or removed is let be, a key the batch may have made may show up.
+    const touched = (id: string) =>
+      facts.batch.some(
+        (o) =>
+          o.key !== 'missing' &&
+          o.key !== 'invalid' &&
+          (o.route?.shape === 'item' || o.route?.shape === 'roll') &&
+          (o.route.id === id || (o.method === 'DELETE' && o.cascade === true)),
+      );
+    const adds = facts.batch.some(
+      (o) => o.method === 'POST' && o.route?.shape !== undefined && o.route.shape !== 'item',
+    );
+    const ids = new Set(listed.map((k) => k.id as string));
+    for (const [id, key] of facts.keys) {
+      if (touched(id)) continue;
+      if (!ids.has(id)) fail(`list: ${id} missing`);
+      const item = listed.find((k) => k.id === id) as KeyJson;
+      const stored = {
+        name: key.name,
+        expiresAt: iso(key.expiresAt),
+        scopes: key.scopes,
+        metadata: key.metadata,
+        createdBy: key.createdBy,
+      };
+      const shown = {
+        name: item.name,
+        expiresAt: item.expiresAt,
+        scopes: item.scopes,
+        metadata: item.metadata,
+        createdBy: item.createdBy,
+      };
+      if (!same(shown, stored)) fail(`list: ${id} is not as stored`);
+    }
+    for (const id of ids)
+      if (!facts.keys.has(id) && !adds) fail(`list: ${id} is not the account's`);
     return;
   }
   const data = body.data as KeyJson;

@@ -1,9 +1,10 @@
 /**
  * Hostile requests for the management API, as fast-check arbitraries, and a model of what
- * DESIGN.md says each one must get. A generated request is symbolic ("the main key with
- * its 7th character changed", "a target's id, partly percent-encoded"): it is turned into
- * bytes against the keys of the moment only when it is sent, so a counterexample that
- * fast-check prints names no raw key, and stays meaningful across runs.
+ * the rules (the README's API section) say each one must get. A generated request is
+ * symbolic ("the main key with its 7th character changed", "a target's id, partly
+ * percent-encoded"): it is turned into bytes against the keys of the moment only when it
+ * is sent, so a counterexample that fast-check prints names no raw key, and stays
+ * meaningful across runs.
  */
 import {
   BASE62_ALPHABET,
@@ -895,7 +896,13 @@ const worldId: fc.Arbitrary<IdCase> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.record({
-      kind: fc.constantFrom('main' as const, 'expired' as const, 'foreign' as const),
+      // The expired key most: a PATCH of its expiry is always a later one (400).
+      kind: fc.constantFrom(
+        'main' as const,
+        'expired' as const,
+        'expired' as const,
+        'foreign' as const,
+      ),
       encode: fc.constant(1),
     }),
   },
@@ -913,9 +920,15 @@ const lifecycleRequest: fc.Arbitrary<HostileRequest> = fc
       { kind: 'scoped', which: 'writer', pad: '' },
     ),
     fc.constantFrom('cascade=true', 'cascade=true', 'cascade=false', 'cascade=yes', null),
+    fc.nat(4),
   )
-  .map(
-    ([action, id, body, key, query]): HostileRequest => ({
+  .map(([action, id, generated, key, query, keepScopes]): HostileRequest => {
+    // A PATCH with scopes is refused whatever else it holds: mostly, leave them out.
+    const body: BodyCase =
+      action === 'patch' && generated.kind === 'object' && keepScopes > 0
+        ? { kind: 'object', members: generated.members.filter(([k]) => k !== 'scopes') }
+        : generated;
+    return {
       method: action === 'patch' ? 'PATCH' : action === 'delete' ? 'DELETE' : 'POST',
       path: {
         absoluteForm: false,
@@ -935,8 +948,8 @@ const lifecycleRequest: fc.Arbitrary<HostileRequest> = fc
       body: action === 'delete' ? { kind: 'none' } : body,
       chunkSize: null,
       raw: false,
-    }),
-  );
+    };
+  });
 
 /** A roll with no grace of a key the fuzz presents: refused at once, so the checks after
  * the batch see a presented key expired (and still cached, had the roll not said so). */

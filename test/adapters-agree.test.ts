@@ -22,13 +22,46 @@ interface Fixture {
   spareKey: string;
   /** Another account's key id. */
   foreignId: string;
+  /** A third account for the lifecycle requests, with room under the cap: its `*` key,
+   * a key made by that key (for the cascade), and one that may only read. */
+  v2Key: string;
+  v2Id: string;
+  v2ChildId: string;
+  readerKey: string;
+  readerId: string;
+  /** A key of a fourth account that holds no management scope at all. */
+  ordersKey: string;
+}
+
+function nextMillisecond(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 2));
 }
 
 async function fixture(label: string): Promise<Fixture> {
   const main = await service.create(`${label}-acct`, 'main');
+  await nextMillisecond();
   const spare = await service.create(`${label}-acct`, 'spare');
   const foreign = await service.create(`${label}-other`, 'other');
-  return { key: main.rawKey, spareId: spare.id, spareKey: spare.rawKey, foreignId: foreign.id };
+  // A list is newest first, then by id (random) for keys made in the same millisecond: one
+  // millisecond apart, the two accounts list their keys in the same order.
+  const v2 = await service.create(`${label}-v2`, 'v2 main');
+  await nextMillisecond();
+  const child = await service.create(`${label}-v2`, 'child', { createdBy: v2.id });
+  await nextMillisecond();
+  const reader = await service.create(`${label}-v2`, 'reader', { scopes: ['api_keys:read'] });
+  const orders = await service.create(`${label}-v2o`, 'orders', { scopes: ['orders:read'] });
+  return {
+    key: main.rawKey,
+    spareId: spare.id,
+    spareKey: spare.rawKey,
+    foreignId: foreign.id,
+    v2Key: v2.rawKey,
+    v2Id: v2.id,
+    v2ChildId: child.id,
+    readerKey: reader.rawKey,
+    readerId: reader.id,
+    ordersKey: orders.rawKey,
+  };
 }
 
 const headersCompared = [
@@ -143,21 +176,165 @@ function requests(f: Fixture): Array<[string, TestRequest]> {
     ['guard revoked', { path: '/test/protected', headers: { 'X-API-Key': f.spareKey } }],
     ['revoke spare again', { method: 'DELETE', path: `/v1/api-keys/${f.spareId}`, headers: k }],
     ['guard missing', { path: '/test/protected' }],
+    ...lifecycleRequests(f),
   ];
   return list;
 }
 
+/** What the lifecycle requests must get: agreeing on a 500 would not do. */
+const lifecycleStatuses: Record<string, number> = {
+  'create with every field': 201,
+  'create with expiresAt and expiresIn': 400,
+  'create with a bad scope': 400,
+  'create with metadata 4 levels deep': 400,
+  'create by a read-only key (scope refusal)': 403,
+  'list by a key with no management scope': 403,
+  'list by the read-only key': 200,
+  'patch metadata and expiresAt': 200,
+  'patch scopes': 400,
+  'patch nothing': 400,
+  'patch expiresAt null': 400,
+  'roll at the cap': 409,
+  'delete with cascade=false': 200,
+  'roll without a body': 201,
+  'roll text/plain': 415,
+  'roll another account key': 404,
+  'get on roll': 405,
+  'delete with cascade=maybe': 400,
+  'delete with cascade': 200,
+  'the cascaded key': 401,
+};
+
+/** API v2: the lifecycle fields, roll, cascade and the scope refusals. */
+function lifecycleRequests(f: Fixture): Array<[string, TestRequest]> {
+  const k = { 'X-API-Key': f.v2Key };
+  const json = { ...k, 'Content-Type': 'application/json' };
+  const collection = '/v1/api-keys';
+  const reader = `/v1/api-keys/${f.readerId}`;
+  const inADay = new Date(Date.now() + 86_400_000).toISOString();
+  return [
+    [
+      'create with every field',
+      {
+        method: 'POST',
+        path: collection,
+        headers: json,
+        body: JSON.stringify({
+          name: 'v2',
+          expiresIn: 3600,
+          scopes: ['orders:read', 'api_keys:read'],
+          metadata: { team: 'core', tags: ['a', 'b'], nested: { n: 1 } },
+        }),
+      },
+    ],
+    [
+      'create with expiresAt and expiresIn',
+      {
+        method: 'POST',
+        path: collection,
+        headers: json,
+        body: JSON.stringify({ name: 'x', expiresAt: inADay, expiresIn: 3600 }),
+      },
+    ],
+    [
+      'create with a bad scope',
+      { method: 'POST', path: collection, headers: json, body: '{"name":"x","scopes":["a b"]}' },
+    ],
+    [
+      'create with metadata 4 levels deep',
+      {
+        method: 'POST',
+        path: collection,
+        headers: json,
+        body: '{"name":"x","metadata":{"a":{"b":{"c":{}}}}}',
+      },
+    ],
+    [
+      'create by a read-only key (scope refusal)',
+      {
+        method: 'POST',
+        path: collection,
+        headers: { 'X-API-Key': f.readerKey, 'Content-Type': 'application/json' },
+        body: '{"name":"x"}',
+      },
+    ],
+    [
+      'list by a key with no management scope',
+      { path: collection, headers: { 'X-API-Key': f.ordersKey } },
+    ],
+    ['list by the read-only key', { path: collection, headers: { 'X-API-Key': f.readerKey } }],
+    [
+      'patch metadata and expiresAt',
+      {
+        method: 'PATCH',
+        path: reader,
+        headers: json,
+        body: JSON.stringify({ metadata: { owner: 'ops' }, expiresAt: inADay }),
+      },
+    ],
+    ['patch scopes', { method: 'PATCH', path: reader, headers: json, body: '{"scopes":["*"]}' }],
+    ['patch nothing', { method: 'PATCH', path: reader, headers: json, body: '{}' }],
+    [
+      'patch expiresAt null',
+      { method: 'PATCH', path: reader, headers: json, body: '{"expiresAt":null}' },
+    ],
+    [
+      'roll at the cap',
+      { method: 'POST', path: `${reader}/roll`, headers: json, body: '{"expiresIn":0}' },
+    ],
+    [
+      'delete with cascade=false',
+      { method: 'DELETE', path: `/v1/api-keys/${f.v2ChildId}?cascade=false`, headers: k },
+    ],
+    ['roll without a body', { method: 'POST', path: `${reader}/roll`, headers: k }],
+    [
+      'roll text/plain',
+      {
+        method: 'POST',
+        path: `${reader}/roll`,
+        headers: { ...k, 'Content-Type': 'text/plain' },
+        body: '{}',
+      },
+    ],
+    [
+      'roll another account key',
+      { method: 'POST', path: `/v1/api-keys/${f.foreignId}/roll`, headers: k },
+    ],
+    ['get on roll', { path: `${reader}/roll`, headers: k }],
+    [
+      'delete with cascade=maybe',
+      { method: 'DELETE', path: `/v1/api-keys/${f.v2Id}?cascade=maybe`, headers: k },
+    ],
+    [
+      'delete with cascade',
+      { method: 'DELETE', path: `/v1/api-keys/${f.v2Id}?cascade=true`, headers: k },
+    ],
+    ['the cascaded key', { path: collection, headers: k }],
+  ];
+}
+
 /** Replaces what differs between the two accounts by design. */
 function normalize(text: string, f: Fixture): string {
-  return text
-    .replaceAll(f.key, '<key>')
-    .replaceAll(f.spareKey, '<spareKey>')
-    .replaceAll(f.spareId, '<spareId>')
-    .replaceAll(f.foreignId, '<foreignId>')
-    .replace(/-acct|-other/g, '')
-    .replace(/(express|fastify)(?=")/g, '<label>')
-    .replace(/"(id|rawKey|keyPrefix|keySuffix)":"[^"]+"/g, '"$1":"<$1>"')
-    .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/g, '<time>');
+  return (
+    text
+      .replaceAll(f.key, '<key>')
+      .replaceAll(f.spareKey, '<spareKey>')
+      .replaceAll(f.spareId, '<spareId>')
+      .replaceAll(f.foreignId, '<foreignId>')
+      .replaceAll(f.v2Key, '<v2Key>')
+      .replaceAll(f.v2Id, '<v2Id>')
+      .replaceAll(f.v2ChildId, '<v2ChildId>')
+      .replaceAll(f.readerKey, '<readerKey>')
+      .replaceAll(f.readerId, '<readerId>')
+      .replaceAll(f.ordersKey, '<ordersKey>')
+      .replace(/-acct|-other/g, '')
+      .replace(/(express|fastify)(?=")/g, '<label>')
+      // createdBy holds the id of the key that made it, which differs between the accounts
+      // like every id; the keys a cascade revoked are ids too.
+      .replace(/"(id|rawKey|keyPrefix|keySuffix|createdBy)":"[^"]+"/g, '"$1":"<$1>"')
+      .replace(/"key_[0-9A-Za-z]+"/g, '"<keyId>"')
+      .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/g, '<time>')
+  );
 }
 
 beforeAll(async () => {
@@ -193,6 +370,10 @@ describe('Express and Fastify agree', () => {
         });
       }
       expect(answers[1]).toEqual(answers[0]);
+      const label = answers[0]?.label as string;
+      if (label in lifecycleStatuses) {
+        expect(answers[0]?.status, label).toBe(lifecycleStatuses[label]);
+      }
     }
   });
 });

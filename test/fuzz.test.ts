@@ -1,8 +1,10 @@
 /**
  * Property-based fuzzing of the management API over real HTTP, on both adapters: random
- * methods, paths, ids, key headers, content types and bodies (test/support/hostile-requests.ts),
- * sent 20 at a time, each answer checked against DESIGN.md, and the store compared before
- * and after every batch: only the requests that succeeded may have changed it.
+ * methods, paths (rolls included), ids, cascade flags, key headers (keys with every scope,
+ * with fewer, expired), content types and bodies with and without the lifecycle fields
+ * (test/support/hostile-requests.ts), sent 20 at a time, each answer checked against the
+ * rules, and the store compared before and after every batch: only the requests that
+ * succeeded may have changed it.
  *
  * Seeded and reproducible: KEYWARD_FUZZ_SEED=<n> replays a run, KEYWARD_FUZZ_RUNS=<n> sets
  * the number of batches (default 250, i.e. 5,000 requests per adapter).
@@ -27,7 +29,13 @@ import {
   type Expectation,
   expectationFor,
   hostileRequest,
+  type KeyFacts,
   type KnownKey,
+  PRESENTER_SCOPES,
+  type Presenter,
+  SCOPED,
+  SCOPED_NAMES,
+  type ScopedName,
   statusOf,
   TARGET_COUNT,
   toWire,
@@ -40,7 +48,12 @@ import { startServer } from './support/servers.js';
 const SEED = Number(process.env.KEYWARD_FUZZ_SEED ?? 0x6b657977);
 const RUNS = Number(process.env.KEYWARD_FUZZ_RUNS ?? 250);
 const BATCH = 20;
-const CAP = 12;
+/** Ten keys are kept alive (the main key, three scoped ones, an expired one, five
+ * targets): room for four more. */
+const CAP = 14;
+/** A key that expires this soon is taken out between batches: no key expires while a
+ * batch runs, unless a roll of the batch expires it at once. */
+const EXPIRY_MARGIN_MS = 60_000;
 const GUARDED_PATH = '/test/protected';
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -60,6 +73,8 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
   let agent: Agent;
   const reported: unknown[] = [];
   const tally = new Map<string, number>();
+  /** The lifecycle answers seen, by kind: the generators must reach each one. */
+  const features = new Map<string, number>();
   let batchesAtCap = 0;
 
   beforeAll(async () => {
@@ -70,6 +85,9 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
     service = createKeyService({
       store,
       maxKeysPerOwner: CAP,
+      // Updates are rate-limited per account; the fuzz sends thousands in a few seconds and
+      // models no 429.
+      maxRenamesPerMinute: 1_000_000_000,
       // Cheap hashes: the fuzz is about the HTTP layer, not argon2's cost.
       argon2: { memoryCost: 64, timeCost: 1, parallelism: 1, allowWeakParameters: true },
       // Written on demand, before each snapshot, so a batch's uses are all in it.
@@ -88,11 +106,34 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
     world = {
       ownerId,
       main: await make(),
+      scoped: await makeScoped(),
+      expired: await makeExpired(),
       targets: await Promise.all(Array.from({ length: TARGET_COUNT }, () => make())),
       foreign: await make(`fuzz-${adapter}-other`),
       revoked,
     };
   });
+
+  async function makeScoped(): Promise<Record<ScopedName, KnownKey>> {
+    const entries = await Promise.all(
+      SCOPED_NAMES.map(async (name) => {
+        const { id, rawKey } = await service.create(world?.ownerId ?? `fuzz-${adapter}`, name, {
+          scopes: [...SCOPED[name]],
+        });
+        return [name, { id, rawKey }] as const;
+      }),
+    );
+    return Object.fromEntries(entries) as Record<ScopedName, KnownKey>;
+  }
+
+  /** A key expired at once by a roll with no grace; the key the roll made is revoked. */
+  async function makeExpired(): Promise<KnownKey> {
+    const ownerId = world?.ownerId ?? `fuzz-${adapter}`;
+    const { id, rawKey } = await service.create(ownerId, 'expired');
+    const rolled = await service.roll(ownerId, id, { expiresIn: 0 });
+    if (rolled) await service.revoke(ownerId, rolled.id);
+    return { id, rawKey };
+  }
 
   afterAll(async () => {
     agent?.destroy();
@@ -100,7 +141,7 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
     await service?.close();
   });
 
-  it(`${RUNS * BATCH} requests: DESIGN.md answers, no 5xx, no change from a rejected request`, async () => {
+  it(`${RUNS * BATCH} requests: the answers the rules give, no 5xx, no change from a rejected request`, async () => {
     const origin = server.url;
     const prototypeBefore = Object.getOwnPropertyNames(Object.prototype).sort();
 
@@ -110,28 +151,47 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
         async (batch) => {
           await service.flushLastUsed();
           const before = byId(store.snapshot());
-          const wires = batch.map((req) => toWire(req, world, origin));
+          const now = Date.now();
+          const wires = batch.map((req) => toWire(req, world, origin, now));
           const classified = batch.map((req, i) =>
-            classify(req, wires[i] as WireRequest, world.main.rawKey),
+            classify(req, wires[i] as WireRequest, world, now),
           );
           const facts: BatchFacts = {
-            liveIds: new Set(
-              [...before.values()].filter((k) => k.ownerId === world.ownerId).map((k) => k.id),
+            keys: new Map(
+              [...before.values()]
+                .filter((k) => k.ownerId === world.ownerId)
+                .map((k): [string, KeyFacts] => [
+                  k.id,
+                  {
+                    name: k.name,
+                    expiresAt: k.expiresAt?.getTime() ?? null,
+                    scopes: k.scopes,
+                    metadata: k.metadata,
+                    createdBy: k.createdBy,
+                  },
+                ]),
             ),
-            mainId: world.main.id,
+            presenterIds: presenterIds(world),
             cap: CAP,
+            now,
             batch: classified,
           };
           const answers = await Promise.all(wires.map(sendOrExplain));
+          const window = { from: now, to: Date.now() };
           const outcomes = answers.map((answer, i) => {
             const c = classified[i] as Classified;
-            const outcome = checkAnswer(c, expectationFor(c, facts), answer, world);
+            const outcome = checkAnswer(c, expectationFor(c, facts), answer, world, {
+              facts,
+              window,
+            });
             tally.set(outcome, (tally.get(outcome) ?? 0) + 1);
+            const feature = featureOf(c, answer);
+            if (feature) features.set(feature, (features.get(feature) ?? 0) + 1);
             return { c, answer };
           });
 
           await service.flushLastUsed();
-          checkStore(before, byId(store.snapshot()), outcomes, world);
+          checkStore(before, byId(store.snapshot()), outcomes, world, facts, window);
           expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeBefore);
           expect(({} as { name?: unknown }).name).toBeUndefined();
           expect(reported).toEqual([]);
@@ -177,9 +237,22 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
       '401 invalid_api_key',
       '404 not_found',
       '405 method_not_allowed',
+      '403 insufficient_scope',
       '409 key_limit_reached',
       '413 payload_too_large',
       '415 unsupported_media_type',
+    ];
+    const wantedFeatures = [
+      'create with lifecycle fields 201',
+      'create refused a scope 403',
+      'route scope 403',
+      'roll 201',
+      'roll 404',
+      'roll 409',
+      'patch expiresAt 200',
+      'patch later expiresAt 400',
+      'cascade 200',
+      'cascade flag 400',
     ];
     console.info(
       `fuzz (${adapter}) answers: ${[...tally]
@@ -187,7 +260,14 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
         .map(([k, n]) => `${k}: ${n}`)
         .join(', ')}`,
     );
+    console.info(
+      `fuzz (${adapter}) lifecycle: ${[...features]
+        .sort()
+        .map(([k, n]) => `${k}: ${n}`)
+        .join(', ')}`,
+    );
     expect(wanted.filter((w) => !seen.has(w))).toEqual([]);
+    expect(wantedFeatures.filter((w) => !features.has(w))).toEqual([]);
   }, 120_000);
 
   function sendOrExplain(wire: WireRequest): Promise<Answer> {
@@ -259,42 +339,139 @@ describe.each(['express', 'fastify'] as const)('%s: hostile requests (fuzz)', (a
     });
   }
 
-  /** Puts back the main key and the targets a batch revoked, and makes room under the cap,
-   * so the next batch finds the same kinds of keys. */
+  /** Puts back the keys a batch revoked, expired or brought close to expiring (a key that
+   * expires within a minute goes now, so none expires while a batch runs), and makes
+   * room under the cap, so the next batch finds the same kinds of keys. */
   async function keepWorldAlive(): Promise<void> {
-    const live = new Set((await service.list(world.ownerId)).map((k) => k.id));
-    const replace = async (key: KnownKey): Promise<KnownKey> => {
+    const soon = Date.now() + EXPIRY_MARGIN_MS;
+    const listed = await service.list(world.ownerId);
+    const live = new Set(listed.map((k) => k.id));
+    // A key the batch revoked, or rolled with no grace, is refused from then on: cached
+    // or not, on the guard's warm path too.
+    const expiredNow = new Set(
+      listed.filter((k) => k.expiresAt !== null && k.expiresAt <= new Date()).map((k) => k.id),
+    );
+    for (const key of [world.main, ...Object.values(world.scoped)]) {
+      if (live.has(key.id) && !expiredNow.has(key.id)) continue;
+      const res = await sendOrExplain({
+        method: 'GET',
+        target: GUARDED_PATH,
+        headers: [['X-API-Key', Buffer.from(key.rawKey)]],
+        body: undefined,
+        chunkSize: null,
+        raw: false,
+        segments: [],
+        keyValues: [],
+        jsonContentType: false,
+      });
+      expect(res.status, 'a key revoked or expired by the batch is refused').toBe(401);
+    }
+    const drop = async (id: string) => {
+      await service.revoke(world.ownerId, id);
+      live.delete(id);
+    };
+    for (const k of listed) {
+      if (k.id !== world.expired.id && k.expiresAt !== null && k.expiresAt.getTime() <= soon) {
+        await drop(k.id);
+      }
+    }
+    const kept = [world.main, world.expired, ...Object.values(world.scoped), ...world.targets];
+    const keptIds = new Set(kept.map((k) => k.id));
+    // Some batches run at the cap, so creates and rolls meet their 409; then room is made
+    // again, and always for the keys to put back (the expired one takes two at once).
+    const missing = kept.filter((k) => !live.has(k.id)).length;
+    batchesAtCap = live.size >= CAP ? batchesAtCap + 1 : 0;
+    if (batchesAtCap > 4 || live.size + missing + 1 > CAP) {
+      batchesAtCap = 0;
+      for (const id of [...live]) if (!keptIds.has(id)) await drop(id);
+    }
+    const replace = async (key: KnownKey, scopes?: readonly string[]): Promise<KnownKey> => {
       if (live.has(key.id)) return key;
-      const { id, rawKey } = await service.create(world.ownerId, 'fixture');
+      const { id, rawKey } = await service.create(world.ownerId, 'fixture', {
+        ...(scopes ? { scopes: [...scopes] } : {}),
+      });
       live.add(id);
       return { id, rawKey };
     };
-    const kept = new Set([world.main.id, ...world.targets.map((t) => t.id)]);
-    // Some batches run at the cap, so POST meets its 409; then room is made again, and
-    // always for the keys to put back.
-    const missing = [world.main, ...world.targets].filter((k) => !live.has(k.id)).length;
-    batchesAtCap = live.size >= CAP ? batchesAtCap + 1 : 0;
-    if (batchesAtCap > 4 || live.size + missing > CAP) {
-      batchesAtCap = 0;
-      for (const id of live) {
-        if (!kept.has(id)) {
-          await service.revoke(world.ownerId, id);
-          live.delete(id);
-        }
-      }
-    }
     world.main = await replace(world.main);
-    world.targets = await Promise.all(world.targets.map(replace));
+    for (const name of SCOPED_NAMES) {
+      world.scoped[name] = await replace(world.scoped[name], SCOPED[name]);
+    }
+    world.targets = await Promise.all(world.targets.map((t) => replace(t)));
+    if (!live.has(world.expired.id)) world.expired = await makeExpired();
   }
 });
+
+function presenterIds(world: World): Record<Presenter, string> {
+  return {
+    main: world.main.id,
+    ...(Object.fromEntries(SCOPED_NAMES.map((n) => [n, world.scoped[n].id])) as Record<
+      ScopedName,
+      string
+    >),
+  };
+}
+
+/** When the batch was sent and when its last answer came. */
+interface Window {
+  from: number;
+  to: number;
+}
+
+interface CheckContext {
+  facts: BatchFacts;
+  window: Window;
+}
+
+const LIFECYCLE_FIELDS = ['expiresAt', 'expiresIn', 'scopes', 'metadata'] as const;
+
+/** Which lifecycle answer this is, for the tally the generators must fill. */
+function featureOf(c: Classified, answer: Answer): string | undefined {
+  const shape = c.route?.shape;
+  const writer =
+    c.key !== 'missing' &&
+    c.key !== 'invalid' &&
+    PRESENTER_SCOPES[c.key].some((s) => s === '*' || s === 'api_keys:write');
+  if (answer.status === 403 && c.body !== null && writer && shape === 'collection') {
+    return 'create refused a scope 403';
+  }
+  if (answer.status === 403 && shape !== 'roll') return 'route scope 403';
+  if (shape === 'roll') return `roll ${answer.status}`;
+  if (shape === 'collection' && c.method === 'POST' && answer.status === 201) {
+    const fields = c.fields ?? {};
+    if (
+      LIFECYCLE_FIELDS.some((f) => f !== 'expiresIn' && fields[f] !== undefined) ||
+      fields.expiresIn !== undefined
+    ) {
+      return 'create with lifecycle fields 201';
+    }
+  }
+  if (shape === 'item' && c.method === 'PATCH' && c.fields?.expiresAt !== undefined) {
+    if (answer.status === 200) return 'patch expiresAt 200';
+    if (answer.status === 400) return 'patch later expiresAt 400';
+  }
+  if (shape === 'item' && c.method === 'DELETE') {
+    if (c.cascade === true && answer.status === 200) return 'cascade 200';
+    if (c.cascade === 'invalid' && answer.status === 400) return 'cascade flag 400';
+  }
+  return undefined;
+}
 
 function byId(keys: StoredKey[]): Map<string, StoredKey> {
   return new Map(keys.map((k) => [k.id, k]));
 }
 
+const WWW_AUTHENTICATE = 'ApiKey header="X-API-Key"';
+
 /** Checks one answer; returns `<status> <code>` for the tally. */
-function checkAnswer(c: Classified, expected: Expectation, answer: Answer, world: World): string {
-  const fail = (why: string) => {
+function checkAnswer(
+  c: Classified,
+  expected: Expectation,
+  answer: Answer,
+  world: World,
+  ctx: CheckContext,
+): string {
+  const fail = (why: string): never => {
     throw new Error(
       `${why}\n  request: ${describeWire(c.wire)}\n  expected: ${JSON.stringify(expected)}\n  got: ${answer.status} ${JSON.stringify(answer.headers)}\n  ${
         answer.status >= 300
@@ -319,13 +496,28 @@ function checkAnswer(c: Classified, expected: Expectation, answer: Answer, world
 
   if (answer.status < 300) {
     if (!expected.successes.includes(answer.status)) fail('unexpected success');
-    if (!head) checkSuccessBody(c, answer, fail);
+    if (!head) checkSuccessBody(c, answer, fail, ctx);
     return String(answer.status);
   }
 
   const wwwAuthenticate = answer.headers['www-authenticate'];
-  if ((answer.status === 401) !== (wwwAuthenticate === 'ApiKey header="X-API-Key"')) {
-    fail('WWW-Authenticate must come with 401 and only with it');
+  const scopeRefusal = answer.status === 403 && expected.scope !== undefined;
+  if (answer.status === 401) {
+    if (wwwAuthenticate !== WWW_AUTHENTICATE) fail('a 401 without its WWW-Authenticate');
+  } else if (scopeRefusal) {
+    const wanted = `${WWW_AUTHENTICATE}, error="insufficient_scope", scope="${expected.scope}"`;
+    if (wwwAuthenticate !== wanted) fail(`a scope refusal without ${wanted}`);
+  } else if (answer.status === 403) {
+    // A scope the key may not grant: the key lacks nothing the route needs. No header is
+    // required; one that is sent names the error.
+    if (
+      wwwAuthenticate !== undefined &&
+      !String(wwwAuthenticate).startsWith(`${WWW_AUTHENTICATE}, error="insufficient_scope"`)
+    ) {
+      fail('odd WWW-Authenticate on a 403');
+    }
+  } else if (wwwAuthenticate !== undefined) {
+    fail('WWW-Authenticate on neither a 401 nor a 403');
   }
   if (answer.status === 405 && answer.headers.allow !== expected.allow) fail('wrong Allow');
   if (answer.headers['retry-after'] !== undefined) fail('Retry-After without a 503');
@@ -357,36 +549,213 @@ function checkAnswer(c: Classified, expected: Expectation, answer: Answer, world
   const known = code as ErrorCode;
   if (errorCodes[known].status !== answer.status) fail('status does not match the code');
   if (!expected.codes.includes(known)) fail(`unexpected ${known}`);
-  if (known !== 'invalid_request' && message !== errorCodes[known].message) fail('odd message');
+  const ownMessage =
+    known === 'invalid_request' || (known === 'insufficient_scope' && !scopeRefusal);
+  if (!ownMessage && message !== errorCodes[known].message) fail('odd message');
   for (const key of allKeys(world)) if (text.includes(key)) fail('a raw key in an error body');
   return `${answer.status} ${known}`;
 }
 
-function checkSuccessBody(c: Classified, answer: Answer, fail: (why: string) => never): void {
-  const body = JSON.parse(answer.body.toString('utf8')) as { success: boolean; data?: unknown };
+const LIST_FIELDS = [
+  'id',
+  'name',
+  'keyPrefix',
+  'keySuffix',
+  'lastUsedAt',
+  'createdAt',
+  'expiresAt',
+  'scopes',
+  'metadata',
+  'createdBy',
+];
+const CREATE_FIELDS = ['id', 'name', 'rawKey', ...LIST_FIELDS.slice(2)];
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+type KeyJson = Record<string, unknown>;
+
+function checkSuccessBody(
+  c: Classified,
+  answer: Answer,
+  fail: (why: string) => never,
+  { facts, window }: CheckContext,
+): void {
+  const text = answer.body.toString('utf8');
+  const body = JSON.parse(text) as { success: boolean; data?: unknown; revoked?: unknown };
   if (body.success !== true) fail('success without success: true');
-  const metadata = ['id', 'name', 'keyPrefix', 'keySuffix', 'lastUsedAt', 'createdAt'];
   const fields = (value: unknown) => Object.keys(value as object).join();
-  if (c.method === 'DELETE') {
-    if (answer.body.toString() !== '{"success":true}')
-      fail('DELETE answer is not {"success":true}');
-  } else if (c.method === 'GET') {
+  const route = c.route;
+  const presenter = c.key as Presenter;
+  const iso = (ms: number | null | undefined) =>
+    ms === null || ms === undefined ? null : new Date(ms).toISOString();
+
+  /** The shape of a key in any answer: fields in order, each of its type. */
+  const checkKey = (key: KeyJson, created: boolean, what: string) => {
+    if (fields(key) !== (created ? CREATE_FIELDS : LIST_FIELDS).join()) fail(`${what}: shape`);
+    const ok =
+      typeof key.id === 'string' &&
+      typeof key.name === 'string' &&
+      typeof key.keyPrefix === 'string' &&
+      typeof key.keySuffix === 'string' &&
+      (key.lastUsedAt === null ||
+        (typeof key.lastUsedAt === 'string' && ISO.test(key.lastUsedAt))) &&
+      typeof key.createdAt === 'string' &&
+      ISO.test(key.createdAt) &&
+      (key.expiresAt === null || (typeof key.expiresAt === 'string' && ISO.test(key.expiresAt))) &&
+      Array.isArray(key.scopes) &&
+      key.scopes.length > 0 &&
+      key.scopes.every((s) => typeof s === 'string') &&
+      typeof key.metadata === 'object' &&
+      key.metadata !== null &&
+      !Array.isArray(key.metadata) &&
+      (key.createdBy === null || typeof key.createdBy === 'string') &&
+      (!created || (typeof key.rawKey === 'string' && key.rawKey.startsWith('rep_')));
+    if (!ok) fail(`${what}: a field of the wrong type`);
+  };
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  /** Values a PATCH of the batch may have given the key meanwhile. */
+  const patched = (id: string, field: 'name' | 'metadata' | 'expiresAt') =>
+    facts.batch
+      .filter((o) => o.method === 'PATCH' && o.route?.shape === 'item' && o.route.id === id)
+      .map((o) => o.fields?.[field])
+      .filter((v) => v !== undefined);
+
+  if (c.method === 'DELETE' && route?.shape === 'item') {
+    if (c.cascade !== true) {
+      if (text !== '{"success":true}') fail('DELETE answer is not {"success":true}');
+      return;
+    }
+    const revoked = body.revoked;
+    if (fields(body) !== 'success,revoked' || !Array.isArray(revoked)) {
+      fail('cascade answer is not {"success":true,"revoked":[…]}');
+    }
+    const ids = revoked as unknown[];
+    if (ids[0] !== route.id) fail('cascade answer does not name the revoked key first');
+    if (!ids.every((id) => typeof id === 'string') || new Set(ids).size !== ids.length) {
+      fail('cascade answer: ids not unique strings');
+    }
+    return;
+  }
+  if (fields(body) !== 'success,data') fail('not {"success":true,"data":…}');
+  if (c.method === 'GET') {
     if (!Array.isArray(body.data)) fail('list data is not an array');
-    for (const key of body.data as unknown[])
-      if (fields(key) !== metadata.join()) fail('list item shape');
-  } else if (c.method === 'POST') {
-    const data = body.data as Record<string, unknown>;
-    if (fields(data) !== 'id,name,rawKey,keyPrefix,keySuffix,lastUsedAt,createdAt')
-      fail('created key shape');
-  } else if (fields(body.data) !== metadata.join()) {
-    fail('renamed key shape');
+    const listed = body.data as KeyJson[];
+    for (const key of listed) checkKey(key, false, 'list item');
+    // The account's keys, expired ones included, as the store holds them: a key the batch
+    // may have changed or removed is let be, a key the batch may have made may show up.
+    const touched = (id: string) =>
+      facts.batch.some(
+        (o) =>
+          o.key !== 'missing' &&
+          o.key !== 'invalid' &&
+          (o.route?.shape === 'item' || o.route?.shape === 'roll') &&
+          (o.route.id === id || (o.method === 'DELETE' && o.cascade === true)),
+      );
+    const adds = facts.batch.some(
+      (o) => o.method === 'POST' && o.route?.shape !== undefined && o.route.shape !== 'item',
+    );
+    const ids = new Set(listed.map((k) => k.id as string));
+    for (const [id, key] of facts.keys) {
+      if (touched(id)) continue;
+      if (!ids.has(id)) fail(`list: ${id} missing`);
+      const item = listed.find((k) => k.id === id) as KeyJson;
+      const stored = {
+        name: key.name,
+        expiresAt: iso(key.expiresAt),
+        scopes: key.scopes,
+        metadata: key.metadata,
+        createdBy: key.createdBy,
+      };
+      const shown = {
+        name: item.name,
+        expiresAt: item.expiresAt,
+        scopes: item.scopes,
+        metadata: item.metadata,
+        createdBy: item.createdBy,
+      };
+      if (!same(shown, stored)) fail(`list: ${id} is not as stored`);
+    }
+    for (const id of ids)
+      if (!facts.keys.has(id) && !adds) fail(`list: ${id} is not the account's`);
+    return;
+  }
+  const data = body.data as KeyJson;
+  const want = (ok: boolean, why: string) => {
+    if (!ok) fail(why);
+  };
+  if (route?.shape === 'collection') {
+    checkKey(data, true, 'created key');
+    const f = c.fields ?? {};
+    want(data.name === f.name, 'created key: name is not the name sent, trimmed');
+    want(data.lastUsedAt === null, 'created key: lastUsedAt');
+    want(
+      same(data.scopes, f.scopes ?? PRESENTER_SCOPES[presenter]),
+      "created key: scopes are not those asked, or the creating key's",
+    );
+    want(same(data.metadata, f.metadata ?? {}), 'created key: metadata is not the one sent');
+    want(data.createdBy === facts.presenterIds[presenter], 'created key: createdBy');
+    if (f.expiresAt !== undefined) {
+      want(data.expiresAt === iso(f.expiresAt), 'created key: expiresAt is not the one sent');
+    } else if (f.expiresIn !== undefined) {
+      const at = Date.parse(data.expiresAt as string) - f.expiresIn * 1000;
+      want(at >= window.from && at <= Date.now(), 'created key: expiresAt is not now + expiresIn');
+    } else {
+      want(data.expiresAt === null, 'created key: expiresAt without one asked');
+    }
+    return;
+  }
+  if (route?.shape === 'roll') {
+    checkKey(data, true, 'rolled key');
+    const old = facts.keys.get(route.id) as KeyFacts;
+    const f = c.fields ?? {};
+    want(data.id !== route.id, 'rolled key: same id');
+    want(
+      data.name === old.name || patched(route.id, 'name').includes(data.name as string),
+      "rolled key: name is not the old key's",
+    );
+    want(
+      same(data.metadata, old.metadata) ||
+        patched(route.id, 'metadata').some((m) => same(m, data.metadata)),
+      "rolled key: metadata is not the old key's",
+    );
+    // The old key's expiry when the roll ran: another roll of the batch may have brought
+    // it to its own now + grace first.
+    const rolledBefore = facts.batch.some((o) => {
+      if (o === c || o.route?.shape !== 'roll' || o.route.id !== route.id) return false;
+      const grace = (o.fields?.expiresIn ?? 86_400) * 1000;
+      const at = data.expiresAt === null ? Number.NaN : Date.parse(data.expiresAt as string);
+      return at >= window.from + grace && at <= Date.now() + grace;
+    });
+    want(
+      data.expiresAt === iso(old.expiresAt) ||
+        rolledBefore ||
+        patched(route.id, 'expiresAt').some((e) => data.expiresAt === iso(e as number)),
+      `rolled key: expiresAt ${data.expiresAt} is not the old key's (${iso(old.expiresAt)})`,
+    );
+    want(same(data.scopes, f.scopes ?? old.scopes), 'rolled key: scopes');
+    want(data.createdBy === old.createdBy, "rolled key: createdBy is not the old key's");
+    want(data.lastUsedAt === null, 'rolled key: lastUsedAt');
+    return;
+  }
+  // PATCH
+  checkKey(data, false, 'updated key');
+  const f = c.fields ?? {};
+  want(data.id === (route as { id: string }).id, 'updated key: another id');
+  if (f.name !== undefined) want(data.name === f.name, 'updated key: name is not the one sent');
+  if (f.metadata !== undefined) want(same(data.metadata, f.metadata), 'updated key: metadata');
+  if (f.expiresAt !== undefined) {
+    want(
+      data.expiresAt !== null && Date.parse(data.expiresAt as string) <= f.expiresAt,
+      'updated key: expiresAt later than the one sent',
+    );
   }
 }
 
 /**
  * The store after a batch is the store before it, changed only by the requests that
- * succeeded: a 201 adds its key, a 200 DELETE removes its id, a 200 PATCH sets its name,
- * and lastUsedAt moves forward for the one key presented as valid. Anything else, from any
+ * succeeded: a 201 (create or roll) adds its key, a 200 DELETE removes its id (with
+ * cascade, the ids it answered: the named key and keys it made, transitively), a 200 PATCH
+ * sets its fields, a 201 roll brings the old key's expiry to now + grace at the latest, and
+ * lastUsedAt moves forward for the keys presented as valid. Anything else, from any
  * rejected request, fails here.
  */
 function checkStore(
@@ -394,30 +763,65 @@ function checkStore(
   after: Map<string, StoredKey>,
   outcomes: Array<{ c: Classified; answer: Answer }>,
   world: World,
+  facts: BatchFacts,
+  window: Window,
 ): void {
-  const created = new Map<string, Record<string, string>>();
+  const created = new Map<string, KeyJson>();
   const deleted: string[] = [];
-  const renamed = new Map<string, Set<string>>();
+  const cascades: string[][] = [];
+  const patches = new Map<string, Classified[]>();
+  const rolls = new Map<string, Classified[]>();
+  const push = <T>(map: Map<string, T[]>, id: string, value: T) =>
+    map.set(id, [...(map.get(id) ?? []), value]);
   for (const { c, answer } of outcomes) {
-    if (answer.status >= 300 || c.route?.shape === undefined) continue;
-    const data =
-      c.method === 'HEAD'
-        ? undefined
-        : (JSON.parse(answer.body.toString()).data as Record<string, string>);
-    if (answer.status === 201 && data) created.set(data.id as string, data);
+    if (answer.status >= 300 || c.route === null || c.method === 'HEAD') continue;
+    const body = JSON.parse(answer.body.toString()) as { data?: KeyJson; revoked?: string[] };
+    if (answer.status === 201 && body.data) created.set(body.data.id as string, body.data);
+    if (c.route.shape === 'roll') push(rolls, c.route.id, c);
     if (c.route.shape !== 'item') continue;
-    if (c.method === 'DELETE') deleted.push(c.route.id);
-    if (c.method === 'PATCH' && data) {
-      renamed.set(c.route.id, (renamed.get(c.route.id) ?? new Set()).add(data.name as string));
+    if (c.method === 'DELETE') {
+      const ids = body.revoked ?? [c.route.id];
+      deleted.push(...ids);
+      if (body.revoked) cascades.push(body.revoked);
     }
+    if (c.method === 'PATCH') push(patches, c.route.id, c);
   }
   expect(new Set(deleted).size, 'an id was deleted twice').toBe(deleted.length);
-  for (const id of deleted) expect(before.has(id), `deleted ${id} was not there`).toBe(true);
+  const record = (id: string) =>
+    before.get(id) ??
+    (created.has(id)
+      ? { createdBy: created.get(id)?.createdBy, ownerId: world.ownerId }
+      : undefined);
+  for (const id of deleted) {
+    expect(record(id)?.ownerId, `deleted ${id} was not the account's`).toBe(world.ownerId);
+  }
+  // A cascade takes the keys its key made, and theirs: each id it names after the first
+  // was made by one it names.
+  for (const ids of cascades) {
+    for (const id of ids.slice(1)) {
+      expect(ids, `cascade took ${id}, made by none of the keys it revoked`).toContain(
+        record(id)?.createdBy,
+      );
+    }
+  }
+  // ... and leaves none of them behind, unless the batch raced it with another delete or a
+  // create by a key it revoked.
+  const raced =
+    outcomes.filter(
+      ({ c, answer }) => answer.status < 300 && c.route?.shape === 'item' && c.method === 'DELETE',
+    ).length > cascades.length;
+  for (const ids of cascades) {
+    for (const [id, k] of after) {
+      if (k.createdBy === null || !ids.includes(k.createdBy) || created.has(id) || raced) continue;
+      expect.fail(`cascade of ${ids[0]} left ${id}, made by ${k.createdBy}`);
+    }
+  }
 
   const expectedIds = [...before.keys()]
     .filter((id) => !deleted.includes(id))
-    .concat([...created.keys()]);
+    .concat([...created.keys()].filter((id) => !deleted.includes(id)));
   expect([...after.keys()].sort()).toEqual(expectedIds.sort());
+  const presented = new Set(Object.values(facts.presenterIds));
   for (const [id, now] of after) {
     const made = created.get(id);
     if (made) {
@@ -427,15 +831,50 @@ function checkStore(
         keyPrefix: made.keyPrefix,
         keySuffix: made.keySuffix,
         lastUsedAt: null,
+        scopes: made.scopes,
+        metadata: made.metadata,
+        createdBy: made.createdBy,
       });
+      expect(now.expiresAt?.toISOString() ?? null, `expiresAt of created ${id}`).toBe(
+        made.expiresAt,
+      );
       continue;
     }
     const was = before.get(id) as StoredKey;
-    const { name, lastUsedAt, ...rest } = now;
-    const { name: oldName, lastUsedAt: oldLastUsedAt, ...oldRest } = was;
+    const { name, lastUsedAt, metadata, expiresAt, ...rest } = now;
+    const {
+      name: oldName,
+      lastUsedAt: oldLastUsedAt,
+      metadata: oldMetadata,
+      expiresAt: oldExpiresAt,
+      ...oldRest
+    } = was;
     expect(rest, `record ${id} changed`).toEqual(oldRest);
-    if (name !== oldName) expect(renamed.get(id)?.has(name), `name of ${id} changed`).toBe(true);
-    if (id === world.main.id) {
+    const patchedBy = (patches.get(id) ?? []).map((c) => c.fields ?? {});
+    if (name !== oldName) {
+      expect(
+        patchedBy.map((f) => f.name),
+        `name of ${id} changed`,
+      ).toContain(name);
+    }
+    if (JSON.stringify(metadata) !== JSON.stringify(oldMetadata)) {
+      expect(
+        patchedBy.map((f) => JSON.stringify(f.metadata)),
+        `metadata of ${id} changed`,
+      ).toContain(JSON.stringify(metadata));
+    }
+    const at = expiresAt?.getTime() ?? null;
+    const oldAt = oldExpiresAt?.getTime() ?? null;
+    if (at !== oldAt) {
+      expect(at !== null && (oldAt === null || at < oldAt), `expiry of ${id} extended`).toBe(true);
+      const byPatch = patchedBy.some((f) => f.expiresAt === at);
+      const byRoll = (rolls.get(id) ?? []).some((c) => {
+        const grace = (c.fields?.expiresIn ?? 86_400) * 1000;
+        return at !== null && at >= window.from + grace && at <= window.to + grace;
+      });
+      expect(byPatch || byRoll, `expiry of ${id} moved by no PATCH or roll`).toBe(true);
+    }
+    if (presented.has(id)) {
       expect((lastUsedAt?.getTime() ?? 0) >= (oldLastUsedAt?.getTime() ?? 0)).toBe(true);
     } else {
       expect(lastUsedAt, `lastUsedAt of ${id}, never presented`).toEqual(oldLastUsedAt);
@@ -444,7 +883,14 @@ function checkStore(
 }
 
 function allKeys(world: World): string[] {
-  return [world.main, world.foreign, world.revoked, ...world.targets].map((k) => k.rawKey);
+  return [
+    world.main,
+    world.foreign,
+    world.revoked,
+    world.expired,
+    ...Object.values(world.scoped),
+    ...world.targets,
+  ].map((k) => k.rawKey);
 }
 
 /** The request as a failure message may show it: key header values masked. */

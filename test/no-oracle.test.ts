@@ -45,6 +45,11 @@ beforeAll(async () => {
   // Wrong secrets go to a key of their own: enough of them lock a lookup out, the right
   // key included, and the real key must stay usable here.
   const target = await service.create('no-oracle', 'target');
+  // Expired by waiting, as a key in the wild expires: made a moment ahead, then waited out.
+  const expiresAt = new Date(Date.now() + 200);
+  const expired = await service.create('no-oracle', 'expired', { expiresAt });
+  // Good until it expires (and cached as good: expiry must win over the cache too).
+  const beforeExpiry = await service.verify(expired.rawKey);
   await service.revoke('no-oracle', revoked.id);
   realKey = real.rawKey;
   realId = real.id;
@@ -57,10 +62,15 @@ beforeAll(async () => {
     'bad checksum': () => `${realKey.slice(0, -1)}${lastChar}`,
     'lookup locked after failures': () =>
       checksummed(lookupOf(locked.rawKey), randomBase62(SECRET_LENGTH)),
+    expired: () => expired.rawKey,
   };
   // Spend the locked lookup's failure budget.
   for (let i = 0; i < 20; i++)
     await service.verify(wrongKeys['lookup locked after failures']?.() ?? '');
+  expect(beforeExpiry.ok).toBe(true);
+  await new Promise((resolve) =>
+    setTimeout(resolve, Math.max(0, expiresAt.getTime() - Date.now()) + 20),
+  );
   servers.express = await startServer.express({ service, guardedPath: GUARDED_PATH });
   servers.fastify = await startServer.fastify({ service, guardedPath: GUARDED_PATH });
 });
@@ -125,9 +135,9 @@ describe.each(['express', 'fastify'] as const)('%s: no oracle', (adapter) => {
       // No wrong key, not even a near-valid one, comes back in the answer.
       expect([...distinct][0]).not.toContain(realKey.slice(4));
     }
-    // The five kinds took four different paths inside the service, and still look alike.
+    // The six kinds took five different paths inside the service, and still look alike.
     expect(new Set(reasons)).toEqual(
-      new Set(['unknown_key', 'wrong_secret', 'malformed', 'too_many_failures']),
+      new Set(['unknown_key', 'wrong_secret', 'malformed', 'too_many_failures', 'expired']),
     );
   });
 

@@ -1,9 +1,10 @@
 /**
  * Hostile requests for the management API, as fast-check arbitraries, and a model of what
- * DESIGN.md says each one must get. A generated request is symbolic ("the main key with
- * its 7th character changed", "a target's id, partly percent-encoded"): it is turned into
- * bytes against the keys of the moment only when it is sent, so a counterexample that
- * fast-check prints names no raw key, and stays meaningful across runs.
+ * the rules (the README's API section) say each one must get. A generated request is
+ * symbolic ("the main key with its 7th character changed", "a target's id, partly
+ * percent-encoded"): it is turned into bytes against the keys of the moment only when it
+ * is sent, so a counterexample that fast-check prints names no raw key, and stays
+ * meaningful across runs.
  */
 import {
   BASE62_ALPHABET,
@@ -19,11 +20,29 @@ export const MOUNT = '/v1/api-keys';
 export const MAX_BODY_BYTES = 16 * 1024;
 export const PREFIX = 'rep';
 
+/** Keys of the account with fewer scopes than the main key's `*`, made by the host's
+ * code: one that may only read the account's keys, one with no management scope at all,
+ * and one that may manage keys but grant no scope it lacks. */
+export const SCOPED = {
+  reader: ['api_keys:read'],
+  orders: ['orders:read'],
+  writer: ['api_keys:write', 'orders:read'],
+} as const satisfies Record<string, readonly string[]>;
+export type ScopedName = keyof typeof SCOPED;
+export const SCOPED_NAMES = Object.keys(SCOPED) as ScopedName[];
+
+/** The keys the fuzz presents as valid, and what each may do. */
+export type Presenter = 'main' | ScopedName;
+export const PRESENTER_SCOPES: Record<Presenter, readonly string[]> = { main: ['*'], ...SCOPED };
+
 /** The keys a batch is made against; the fuzz keeps them alive between batches. */
 export interface World {
   ownerId: string;
-  /** The one key the fuzz presents as valid. */
+  /** The key with every scope (`*`). */
   main: KnownKey;
+  scoped: Record<ScopedName, KnownKey>;
+  /** A key of the account that has expired (still stored, still listed). */
+  expired: KnownKey;
   /** More keys of the same account: ids to rename and revoke, lookups to guess secrets for. */
   targets: KnownKey[];
   /** Another account's key. */
@@ -37,7 +56,7 @@ export interface KnownKey {
   rawKey: string;
 }
 
-export const TARGET_COUNT = 6;
+export const TARGET_COUNT = 5;
 
 // ---------------------------------------------------------------------------------------
 // The symbolic request
@@ -49,6 +68,8 @@ export type KeyCase =
   | { kind: 'absent' }
   | { kind: 'blank'; value: string }
   | { kind: 'valid'; pad: string }
+  | { kind: 'scoped'; which: ScopedName; pad: string }
+  | { kind: 'expired' }
   | { kind: 'unknown'; lookup: string; secret: string }
   | { kind: 'wrongSecret'; target: number; secret: string }
   | { kind: 'revoked' }
@@ -64,7 +85,8 @@ export type KeyCase =
   | { kind: 'repeated'; values: KeyCase[] };
 
 export type IdCase =
-  | { kind: 'main' | 'foreign' | 'revoked'; encode: number }
+  | { kind: 'main' | 'foreign' | 'revoked' | 'expired'; encode: number }
+  | { kind: 'scoped'; which: ScopedName; encode: number }
   | { kind: 'target'; index: number; encode: number }
   | { kind: 'keyLike'; body: string }
   | { kind: 'text'; value: string }
@@ -84,6 +106,29 @@ export type ContentTypeCase =
   | { kind: 'absent' }
   | { kind: 'value'; value: string; json: boolean }
   | { kind: 'repeated'; values: string[] };
+
+/** An instant relative to the moment the request is sent, written in one of several ways
+ * (some of them not an ISO 8601 instant with a zone). */
+export class Instant {
+  constructor(
+    readonly offsetSeconds: number,
+    readonly style: InstantStyle,
+  ) {}
+}
+export type InstantStyle =
+  | 'iso'
+  | 'seconds'
+  | 'minutes'
+  | 'micros'
+  | 'plus0530'
+  | 'minus0800'
+  | 'dateOnly'
+  | 'noZone'
+  | 'space'
+  | 'feb29'
+  | 'feb30'
+  | 'month13'
+  | 'hour25';
 
 export type BodyCase =
   | { kind: 'none' }
@@ -135,9 +180,19 @@ function isHeaderSafe(char: string): boolean {
 
 const keyCaseLeaf: fc.Arbitrary<KeyCase> = fc.oneof(
   {
-    weight: 40,
+    weight: 55,
     arbitrary: fc.constantFrom('', ' ', '\t \t').map((pad) => ({ kind: 'valid', pad }) as const),
   },
+  {
+    weight: 30,
+    arbitrary: fc.record({
+      kind: fc.constant('scoped' as const),
+      // The writer most: it is the one whose creates and rolls meet the grant check.
+      which: fc.constantFrom<ScopedName>('reader', 'orders', 'writer', 'writer'),
+      pad: fc.constantFrom('', ' '),
+    }),
+  },
+  { weight: 3, arbitrary: fc.constant({ kind: 'expired' } as const) },
   { weight: 6, arbitrary: fc.constant({ kind: 'absent' } as const) },
   {
     weight: 3,
@@ -235,9 +290,22 @@ export const keyCase: fc.Arbitrary<KeyCase> = fc.oneof(
 
 const idCase: fc.Arbitrary<IdCase> = fc.oneof(
   {
-    weight: 4,
+    weight: 5,
     arbitrary: fc.record({
-      kind: fc.constantFrom('main' as const, 'foreign' as const, 'revoked' as const),
+      kind: fc.constantFrom(
+        'main' as const,
+        'foreign' as const,
+        'revoked' as const,
+        'expired' as const,
+      ),
+      encode: fc.nat(),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('scoped' as const),
+      which: fc.constantFrom(...SCOPED_NAMES),
       encode: fc.nat(),
     }),
   },
@@ -305,6 +373,7 @@ const idCase: fc.Arbitrary<IdCase> = fc.oneof(
         'prototype',
         '%5C..%5C',
         'key_a%2F..',
+        'roll',
       ),
     }),
   },
@@ -324,8 +393,12 @@ const pathCase: fc.Arbitrary<PathCase> = fc.record({
     { weight: 12, arbitrary: fc.constant(false) },
   ),
   segments: fc.oneof(
-    { weight: 5, arbitrary: fc.constant<IdCase[]>([]) },
+    { weight: 7, arbitrary: fc.constant<IdCase[]>([]) },
     { weight: 6, arbitrary: idCase.map((id) => [id]) },
+    {
+      weight: 4,
+      arbitrary: idCase.map((id) => [id, { kind: 'literal', value: 'roll' } as IdCase]),
+    },
     { weight: 2, arbitrary: fc.array(idCase, { minLength: 2, maxLength: 4 }) },
   ),
   trailingSlash: fc.boolean(),
@@ -343,6 +416,23 @@ const pathCase: fc.Arbitrary<PathCase> = fc.record({
         .map((pairs) =>
           pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&'),
         ),
+      // DELETE's cascade flag: its two values, and what is neither.
+      fc.constantFrom(
+        'cascade=true',
+        'cascade=true',
+        'cascade=false',
+        'x=1&cascade=true',
+        'cascade=%74rue',
+        '%63ascade=true',
+        'Cascade=true',
+        'cascade=TRUE',
+        'cascade=1',
+        'cascade=',
+        'cascade',
+        'cascade=true+',
+        'cascade=true&cascade=true',
+        'cascade=true&cascade=false',
+      ),
       fc.constantFrom(
         '',
         'x=%ZZ',
@@ -464,13 +554,206 @@ const pollutionKey = fc.constantFrom(
   'valueOf',
 );
 
-const bodyCase: fc.Arbitrary<BodyCase> = fc.oneof(
-  { weight: 4, arbitrary: fc.constant({ kind: 'none' } as const) },
+const YEAR_SECONDS = 365 * 86_400;
+const validInstantStyle = fc.constantFrom<InstantStyle>(
+  'iso',
+  'seconds',
+  'minutes',
+  'micros',
+  'plus0530',
+  'minus0800',
+);
+
+/** `expiresAt`: far enough from now and from the 10-year limit that the time a request
+ * takes cannot change the answer. */
+const instantValue: fc.Arbitrary<unknown> = fc.oneof(
   {
-    weight: 14,
+    weight: 6,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 3_600, max: 9 * YEAR_SECONDS }), validInstantStyle)
+      .map(([offset, style]) => new Instant(offset, style)),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.integer({ min: -20 * YEAR_SECONDS, max: -60 }), validInstantStyle)
+      .map(([offset, style]) => new Instant(offset, style)),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 3_656 * 86_400, max: 100 * YEAR_SECONDS }), validInstantStyle)
+      .map(([offset, style]) => new Instant(offset, style)),
+  },
+  {
+    weight: 2,
     arbitrary: fc
       .tuple(
-        fc.option(nameValue, { freq: 8, nil: undefined }),
+        fc.integer({ min: 3_600, max: 9 * YEAR_SECONDS }),
+        fc.constantFrom<InstantStyle>(
+          'dateOnly',
+          'noZone',
+          'space',
+          'feb29',
+          'feb30',
+          'month13',
+          'hour25',
+        ),
+      )
+      .map(([offset, style]) => new Instant(offset, style)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<unknown>(
+      null,
+      '',
+      'now',
+      'tomorrow',
+      1_900_000_000_000,
+      true,
+      {},
+      [],
+    ),
+  },
+);
+
+/** `expiresIn`: create's 60..315,360,000 and roll's 0..604,800, their edges, and what is
+ * not whole seconds. (Never 1..58: a key may not expire while its batch runs.) */
+const expiresInValue: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 3, arbitrary: fc.integer({ min: 60, max: 604_800 }) },
+  { weight: 2, arbitrary: fc.integer({ min: 60, max: 315_360_000 }) },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(0, 59, 60, 86_400, 604_800, 604_801, 315_360_000, 315_360_001),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<unknown>(-1, -60, 1.5, 3600.5, '3600', null, true, 1e21, [60], {}),
+  },
+);
+
+const scopeName = fc.constantFrom(
+  '*',
+  'api_keys:read',
+  'api_keys:write',
+  'orders:read',
+  'orders:write',
+  'Orders:read',
+  'billing',
+  'A.b-c_d:e',
+  'x'.repeat(64),
+);
+
+const scopesValue: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 6, arbitrary: fc.uniqueArray(scopeName, { minLength: 1, maxLength: 4 }) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<unknown>(
+      Array.from({ length: 50 }, (_, i) => `s${i}`),
+      Array.from({ length: 51 }, (_, i) => `s${i}`),
+      [],
+      ['orders:read', 'orders:read'],
+      ['*', '*'],
+      ['x'.repeat(65)],
+      ['a b'],
+      ['é'],
+      [''],
+      ['api_keys:*'],
+      ['**'],
+      [1],
+      [null],
+      'api_keys:read',
+      null,
+      {},
+    ),
+  },
+  { weight: 1, arbitrary: fc.array(fc.string({ maxLength: 6 }), { minLength: 1, maxLength: 3 }) },
+);
+
+const metadataValue: fc.Arbitrary<unknown> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 1 }), {
+      maxKeys: 4,
+    }),
+  },
+  // Around 2,048 bytes as compact JSON, in one-, two- and four-byte characters.
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 2_030, max: 2_045 }), fc.constantFrom('x', 'é', '🔑'))
+      .map(([bytes, c]) => ({ pad: c.repeat(Math.floor(bytes / Buffer.byteLength(c))) })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<unknown>(
+      { a: { b: { c: 1 } } },
+      { a: { b: { c: {} } } },
+      { a: [[1]] },
+      { a: [[[]]] },
+      { a: [{}] },
+      { a: [{ b: [] }] },
+      {},
+      JSON.parse('{"__proto__":{"polluted":1}}'),
+      { constructor: { prototype: { polluted: 1 } } },
+    ),
+  },
+  { weight: 1, arbitrary: fc.constantFrom<unknown>([], null, 'x', 1, true, [{}]) },
+);
+
+/** A value, or (more often) no member at all. */
+const sometimes = (value: fc.Arbitrary<unknown>, weight: number) =>
+  fc.oneof(
+    { weight: 10 - weight, arbitrary: fc.constant(undefined) },
+    { weight, arbitrary: value },
+  );
+
+const lifecycleMembers: fc.Arbitrary<Array<[string, unknown]>> = fc
+  .tuple(
+    sometimes(instantValue, 3),
+    sometimes(expiresInValue, 3),
+    sometimes(scopesValue, 3),
+    sometimes(metadataValue, 3),
+  )
+  .map((values) =>
+    (['expiresAt', 'expiresIn', 'scopes', 'metadata'] as const)
+      .map((field, i): [string, unknown] => [field, values[i]])
+      .filter(([, value]) => value !== undefined),
+  );
+
+/** A body of valid-looking fields only: a usable name, half the time, and each lifecycle
+ * field, valid or not, more often than in the hostile objects. */
+const lifecycleBody: fc.Arbitrary<BodyCase> = fc
+  .tuple(
+    fc.option(fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 30 }), {
+      freq: 3,
+      nil: undefined,
+    }),
+    fc.tuple(
+      sometimes(instantValue, 4),
+      sometimes(expiresInValue, 3),
+      sometimes(scopesValue, 6),
+      sometimes(metadataValue, 5),
+    ),
+  )
+  .map(([name, values]) => {
+    const members: Array<[string, unknown]> = (
+      ['expiresAt', 'expiresIn', 'scopes', 'metadata'] as const
+    )
+      .map((field, i): [string, unknown] => [field, values[i]])
+      .filter(([, value]) => value !== undefined);
+    if (name !== undefined) members.unshift(['name', name]);
+    return { kind: 'object', members } as const;
+  });
+
+const bodyCase: fc.Arbitrary<BodyCase> = fc.oneof(
+  { weight: 10, arbitrary: lifecycleBody },
+  { weight: 4, arbitrary: fc.constant({ kind: 'none' } as const) },
+  {
+    weight: 18,
+    arbitrary: fc
+      .tuple(
+        fc.option(nameValue, { freq: 4, nil: undefined }),
         fc.array(
           fc.tuple(
             fc.oneof(pollutionKey, fc.string({ maxLength: 8 })),
@@ -481,9 +764,10 @@ const bodyCase: fc.Arbitrary<BodyCase> = fc.oneof(
         fc.array(fc.tuple(pollutionKey, fc.record({ name: fc.string({ maxLength: 8 }) })), {
           maxLength: 2,
         }),
+        lifecycleMembers,
       )
-      .map(([name, extra, polluting]) => {
-        const members: Array<[string, unknown]> = [...polluting, ...extra];
+      .map(([name, extra, polluting, lifecycle]) => {
+        const members: Array<[string, unknown]> = [...polluting, ...lifecycle, ...extra];
         if (name !== undefined) members.splice(members.length ? 1 : 0, 0, ['name', name]);
         return { kind: 'object', members } as const;
       }),
@@ -514,6 +798,18 @@ const bodyCase: fc.Arbitrary<BodyCase> = fc.oneof(
         '{"name":"\\ud83d"}',
         'NaN',
         '1e999999',
+        // Numbers JSON writes in other ways: 60.0 and 6e1 are whole seconds, -0 is not 60+.
+        '{"name":"n","expiresIn":60.0}',
+        '{"name":"n","expiresIn":6e1}',
+        '{"name":"n","expiresIn":-0}',
+        '{"name":"n","expiresIn":3.6e3,"scopes":["orders:read"]}',
+        // The last of a repeated member counts, here too.
+        '{"name":"n","metadata":{"a":1,"a":{"b":{"c":{}}}}}',
+        '{"name":"n","metadata":{"a":{"b":{"c":{}}},"a":1}}',
+        '{"name":"n","scopes":["*"],"scopes":[]}',
+        '{"name":"n","metadata":{"s":"\\ud800","z":"\\u0000"}}',
+        '{"expiresIn":0}',
+        '{"expiresIn":604800.0,"scopes":["api_keys:read"]}',
       )
       .map((text) => ({ kind: 'text', text }) as const),
   },
@@ -556,12 +852,14 @@ const methodFor = (path: PathCase) =>
       arbitrary:
         path.segments.length === 0
           ? fc.constantFrom('GET', 'HEAD', 'POST', 'POST')
-          : fc.constantFrom('PATCH', 'DELETE'),
+          : path.segments.length === 2
+            ? fc.constant('POST')
+            : fc.constantFrom('PATCH', 'DELETE'),
     },
     { weight: 1, arbitrary: fc.constantFrom(...METHODS) },
   );
 
-export const hostileRequest: fc.Arbitrary<HostileRequest> = pathCase.chain((path) =>
+const anyRequest: fc.Arbitrary<HostileRequest> = pathCase.chain((path) =>
   fc.record({
     method: methodFor(path),
     path: fc.constant(path),
@@ -575,6 +873,118 @@ export const hostileRequest: fc.Arbitrary<HostileRequest> = pathCase.chain((path
       { weight: 3, arbitrary: fc.constant(false) },
     ),
   }),
+);
+
+/** A key id of the world, as is. */
+const worldId: fc.Arbitrary<IdCase> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('target' as const),
+      index: fc.nat(TARGET_COUNT - 1),
+      encode: fc.constant(1),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('scoped' as const),
+      which: fc.constantFrom(...SCOPED_NAMES),
+      encode: fc.constant(1),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      // The expired key most: a PATCH of its expiry is always a later one (400).
+      kind: fc.constantFrom(
+        'main' as const,
+        'expired' as const,
+        'expired' as const,
+        'foreign' as const,
+      ),
+      encode: fc.constant(1),
+    }),
+  },
+);
+
+/** A well-formed lifecycle request by a key that may manage keys: most hostile requests
+ * stop at a check before the one that reads the lifecycle fields, and these reach it. */
+const lifecycleRequest: fc.Arbitrary<HostileRequest> = fc
+  .tuple(
+    fc.constantFrom('create', 'patch', 'roll', 'delete'),
+    worldId,
+    lifecycleBody,
+    fc.constantFrom<KeyCase>(
+      { kind: 'valid', pad: '' },
+      { kind: 'scoped', which: 'writer', pad: '' },
+    ),
+    fc.constantFrom('cascade=true', 'cascade=true', 'cascade=false', 'cascade=yes', null),
+    fc.nat(4),
+  )
+  .map(([action, id, generated, key, query, keepScopes]): HostileRequest => {
+    // A PATCH with scopes is refused whatever else it holds: mostly, leave them out.
+    const body: BodyCase =
+      action === 'patch' && generated.kind === 'object' && keepScopes > 0
+        ? { kind: 'object', members: generated.members.filter(([k]) => k !== 'scopes') }
+        : generated;
+    return {
+      method: action === 'patch' ? 'PATCH' : action === 'delete' ? 'DELETE' : 'POST',
+      path: {
+        absoluteForm: false,
+        segments:
+          action === 'create'
+            ? []
+            : action === 'roll'
+              ? [id, { kind: 'literal', value: 'roll' }]
+              : [id],
+        trailingSlash: false,
+        query: action === 'delete' ? query : null,
+        fragment: null,
+      },
+      keyHeaderName: 'X-API-Key',
+      key,
+      contentType: { kind: 'value', value: 'application/json', json: true },
+      body: action === 'delete' ? { kind: 'none' } : body,
+      chunkSize: null,
+      raw: false,
+    };
+  });
+
+/** A roll with no grace of a key the fuzz presents: refused at once, so the checks after
+ * the batch see a presented key expired (and still cached, had the roll not said so). */
+const rollAwayRequest: fc.Arbitrary<HostileRequest> = fc
+  .oneof(
+    fc.constant<IdCase>({ kind: 'main', encode: 1 }),
+    fc.record({
+      kind: fc.constant('scoped' as const),
+      which: fc.constantFrom(...SCOPED_NAMES),
+      encode: fc.constant(1),
+    }),
+  )
+  .map(
+    (id): HostileRequest => ({
+      method: 'POST',
+      path: {
+        absoluteForm: false,
+        segments: [id, { kind: 'literal', value: 'roll' }],
+        trailingSlash: false,
+        query: null,
+        fragment: null,
+      },
+      keyHeaderName: 'X-API-Key',
+      key: { kind: 'valid', pad: '' },
+      contentType: { kind: 'value', value: 'application/json', json: true },
+      body: { kind: 'text', text: '{"expiresIn":0}' },
+      chunkSize: null,
+      raw: false,
+    }),
+  );
+
+export const hostileRequest: fc.Arbitrary<HostileRequest> = fc.oneof(
+  { weight: 160, arbitrary: anyRequest },
+  { weight: 40, arbitrary: lifecycleRequest },
+  { weight: 1, arbitrary: rollAwayRequest },
 );
 
 // ---------------------------------------------------------------------------------------
@@ -601,7 +1011,13 @@ export interface WireRequest {
  * 16 KiB header limit, which limits.test.ts covers on its own. */
 const TARGET_BUDGET = 7_000;
 
-export function toWire(req: HostileRequest, world: World, origin: string): WireRequest {
+/** `now`: the time the lifecycle fields' instants are written against. */
+export function toWire(
+  req: HostileRequest,
+  world: World,
+  origin: string,
+  now: number,
+): WireRequest {
   const fixed = req.path.segments.map((id) => (id.kind === 'long' ? null : segmentOf(id, world)));
   const longCount = fixed.filter((s) => s === null).length;
   const room = TARGET_BUDGET - fixed.reduce((n, s) => n + (s?.length ?? 0) + 1, MOUNT.length);
@@ -614,7 +1030,7 @@ export function toWire(req: HostileRequest, world: World, origin: string): WireR
   if (req.path.fragment !== null) target += `#${req.path.fragment}`;
   if (req.path.absoluteForm) target = origin + target;
 
-  const body = bodyOf(req.body);
+  const body = bodyOf(req.body, now);
   const headers: Array<[string, Buffer]> = [];
   const keyValues = keyValuesOf(req.key, world);
   for (const value of keyValues) headers.push([req.keyHeaderName, value]);
@@ -659,7 +1075,10 @@ function segmentOf(id: IdCase, world: World): string {
     case 'main':
     case 'foreign':
     case 'revoked':
+    case 'expired':
       return percentEncodeSome(world[id.kind].id, id.encode);
+    case 'scoped':
+      return percentEncodeSome(world.scoped[id.which].id, id.encode);
     case 'target':
       return percentEncodeSome((world.targets[id.index] as KnownKey).id, id.encode);
     case 'keyLike':
@@ -704,6 +1123,10 @@ function keyValuesOf(key: KeyCase, world: World): Buffer[] {
       return [Buffer.from(key.value)];
     case 'valid':
       return [Buffer.from(`${key.pad}${main}${key.pad}`)];
+    case 'scoped':
+      return [Buffer.from(`${key.pad}${world.scoped[key.which].rawKey}${key.pad}`)];
+    case 'expired':
+      return [Buffer.from(world.expired.rawKey)];
     case 'unknown':
       return [Buffer.from(checksummed(PREFIX, key.lookup, key.secret))];
     case 'wrongSecret': {
@@ -755,13 +1178,18 @@ function keyValuesOf(key: KeyCase, world: World): Buffer[] {
   }
 }
 
-function bodyOf(body: BodyCase): Buffer | undefined {
+function bodyOf(body: BodyCase, now: number): Buffer | undefined {
   switch (body.kind) {
     case 'none':
       return undefined;
     case 'object':
       return Buffer.from(
-        `{${body.members.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`,
+        `{${body.members
+          .map(([k, v]) => {
+            const value = v instanceof Instant ? formatInstant(v, now) : v;
+            return `${JSON.stringify(k)}:${JSON.stringify(value) ?? 'null'}`;
+          })
+          .join(',')}}`,
       );
     case 'text':
       return Buffer.from(body.text);
@@ -785,21 +1213,64 @@ function bodyOf(body: BodyCase): Buffer | undefined {
   }
 }
 
+function formatInstant(instant: Instant, now: number): string {
+  const at = now + instant.offsetSeconds * 1000;
+  const iso = new Date(at).toISOString();
+  const shifted = (minutes: number) => new Date(at + minutes * 60_000).toISOString().slice(0, 23);
+  const year = iso.slice(0, 4);
+  switch (instant.style) {
+    case 'iso':
+      return iso;
+    case 'seconds':
+      return `${iso.slice(0, 19)}Z`;
+    case 'minutes':
+      return `${iso.slice(0, 16)}Z`;
+    case 'micros':
+      return `${iso.slice(0, 23)}000Z`;
+    case 'plus0530':
+      return `${shifted(330)}+05:30`;
+    case 'minus0800':
+      return `${shifted(-480)}-08:00`;
+    case 'dateOnly':
+      return iso.slice(0, 10);
+    case 'noZone':
+      return iso.slice(0, 19);
+    case 'space':
+      return `${iso.slice(0, 10)} ${iso.slice(11)}`;
+    case 'feb29':
+      // Real in a leap year only.
+      return `${year}-02-29T12:00:00Z`;
+    case 'feb30':
+      return `${year}-02-30T00:00:00Z`;
+    case 'month13':
+      return `${year}-13-01T00:00:00Z`;
+    case 'hour25':
+      return `${iso.slice(0, 10)}T25:00:00Z`;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
-// The model: what DESIGN.md says the answer is
+// The model: what the README's API section says the answer is, written from those rules
 // ---------------------------------------------------------------------------------------
 
-export type Route = { shape: 'collection' } | { shape: 'item'; id: string };
+export type Route =
+  | { shape: 'collection' }
+  | { shape: 'item'; id: string }
+  | { shape: 'roll'; id: string };
 
-/** DESIGN.md's routes: the mount (optionally with one trailing slash) is the collection,
- * one more non-empty segment (optionally with a trailing slash) is an item, anything else
- * is unknown. The id is the segment, percent-decoded. */
+/** The routes: the mount (optionally with one trailing slash) is the collection, one more
+ * non-empty segment (optionally with a trailing slash) is an item, an item's segment
+ * followed by `roll` is its roll, anything else is unknown. The id is the segment,
+ * percent-decoded. */
 export function routeOf(wire: WireRequest, trailingSlash: boolean): Route | null {
   const segments = trailingSlash ? [...wire.segments, ''] : [...wire.segments];
   if (segments.at(-1) === '') segments.pop();
   if (segments.length === 0) return { shape: 'collection' };
-  const [only] = segments;
-  if (segments.length === 1 && only) return { shape: 'item', id: decodeOrEmpty(only) };
+  const [first, second] = segments;
+  if (segments.length === 1 && first) return { shape: 'item', id: decodeOrEmpty(first) };
+  if (segments.length === 2 && first && second === 'roll') {
+    return { shape: 'roll', id: decodeOrEmpty(first) };
+  }
   return null;
 }
 
@@ -811,33 +1282,104 @@ function decodeOrEmpty(segment: string): string {
   }
 }
 
-export const ALLOW = { collection: 'GET, HEAD, POST', item: 'PATCH, DELETE' } as const;
+export const ALLOW = {
+  collection: 'GET, HEAD, POST',
+  item: 'PATCH, DELETE',
+  roll: 'POST',
+} as const;
 
-export type KeyVerdict = 'missing' | 'valid' | 'invalid';
+export type KeyVerdict = 'missing' | 'invalid' | Presenter;
 
 /** Node trims spaces and tabs around a header value and joins repeated ones with ", ". */
-export function keyVerdict(wire: WireRequest, mainKey: string): KeyVerdict {
+export function keyVerdict(wire: WireRequest, world: World): KeyVerdict {
   if (wire.keyValues.length === 0) return 'missing';
   if (wire.keyValues.length > 1) return 'invalid';
   const value = (wire.keyValues[0] as Buffer).toString('latin1').trim();
   if (value === '') return 'missing';
-  return value === mainKey ? 'valid' : 'invalid';
+  if (value === world.main.rawKey) return 'main';
+  return SCOPED_NAMES.find((name) => world.scoped[name].rawKey === value) ?? 'invalid';
 }
 
-/** For a body-reading request with a valid key: the first check that fails, or `ok`. */
-export function bodyVerdict(wire: WireRequest): ErrorCode | 'ok' {
-  if (!wire.jsonContentType) return 'unsupported_media_type';
+/** A body's fields, as the model read them (only those it read, only when all are
+ * valid). Times in milliseconds. */
+export interface Fields {
+  name?: string;
+  expiresAt?: number;
+  expiresIn?: number;
+  scopes?: string[];
+  metadata?: Record<string, unknown>;
+}
+
+/** Whether a request carries a body: a Content-Length above 0, or chunked. */
+export function bodyPresent(wire: WireRequest): boolean {
+  return wire.body !== undefined && (wire.chunkSize !== null || wire.body.byteLength > 0);
+}
+
+/** For a body-reading request whose key holds the route's scope: the first check that
+ * fails (media type, size, JSON, object, fields), or `ok` with the fields read. Roll reads
+ * a body only when one is sent. */
+export function bodyVerdict(
+  wire: WireRequest,
+  route: Route,
+  now: number,
+): { verdict: ErrorCode | 'ok'; fields: Fields | null } {
+  const fail = (verdict: ErrorCode) => ({ verdict, fields: null });
+  if (route.shape === 'roll' && !bodyPresent(wire)) return { verdict: 'ok', fields: {} };
+  if (!wire.jsonContentType) return fail('unsupported_media_type');
   const bytes = wire.body ?? Buffer.alloc(0);
-  if (bytes.byteLength > MAX_BODY_BYTES) return 'payload_too_large';
+  if (bytes.byteLength > MAX_BODY_BYTES) return fail('payload_too_large');
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch {
-    return 'invalid_json';
+    return fail('invalid_json');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'invalid_request';
-  const name = Object.hasOwn(value, 'name') ? (value as { name: unknown }).name : undefined;
-  return isAcceptableName(name) ? 'ok' : 'invalid_request';
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return fail('invalid_request');
+  }
+  const body = value as Record<string, unknown>;
+  const has = (field: string) => Object.hasOwn(body, field);
+  const fields: Fields = {};
+  const invalid = fail('invalid_request');
+
+  if (has('name') || route.shape === 'collection') {
+    if (route.shape === 'collection' || route.shape === 'item') {
+      if (!isAcceptableName(body.name)) return invalid;
+      fields.name = (body.name as string).trim();
+    }
+  }
+  if (has('metadata') && route.shape !== 'roll') {
+    if (!isAcceptableMetadata(body.metadata)) return invalid;
+    fields.metadata = body.metadata as Record<string, unknown>;
+  }
+  if (route.shape === 'collection') {
+    if (has('expiresAt') && has('expiresIn')) return invalid;
+    if (has('expiresIn')) {
+      if (!isWholeNumberIn(body.expiresIn, 60, 315_360_000)) return invalid;
+      fields.expiresIn = body.expiresIn as number;
+    }
+  }
+  if (has('expiresAt') && route.shape !== 'roll') {
+    const at = futureInstant(body.expiresAt, now);
+    if (at === null) return invalid;
+    fields.expiresAt = at;
+  }
+  if (has('scopes') && route.shape === 'item') return invalid;
+  if (has('scopes') && !isScopeList(body.scopes)) return invalid;
+  if (has('scopes')) fields.scopes = body.scopes as string[];
+  if (route.shape === 'roll' && has('expiresIn')) {
+    if (!isWholeNumberIn(body.expiresIn, 0, 604_800)) return invalid;
+    fields.expiresIn = body.expiresIn as number;
+  }
+  if (
+    route.shape === 'item' &&
+    fields.name === undefined &&
+    fields.metadata === undefined &&
+    fields.expiresAt === undefined
+  ) {
+    return invalid;
+  }
+  return { verdict: 'ok', fields };
 }
 
 /** A string; trimmed, not empty, at most 100 code points, no control characters, no format
@@ -855,34 +1397,140 @@ function isAcceptableName(name: unknown): boolean {
   );
 }
 
+function isWholeNumberIn(value: unknown, min: number, max: number): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+}
+
+/** 1 to 50 unique strings, each `*` or 1 to 64 of `[A-Za-z0-9_.:-]`. */
+function isScopeList(value: unknown): boolean {
+  return (
+    Array.isArray(value) &&
+    value.length >= 1 &&
+    value.length <= 50 &&
+    new Set(value).size === value.length &&
+    value.every((s) => typeof s === 'string' && (s === '*' || /^[A-Za-z0-9_.:-]{1,64}$/.test(s)))
+  );
+}
+
+/** A JSON object, at most 3 levels deep (the object is the first; arrays count), at most
+ * 2,048 bytes as compact JSON in UTF-8. */
+function isAcceptableMetadata(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const depth = (v: unknown): number =>
+    typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0;
+  return depth(value) <= 3 && Buffer.byteLength(JSON.stringify(value)) <= 2048;
+}
+
+/** An ISO 8601 instant with a zone (`YYYY-MM-DDTHH:MM[:SS[.fraction]]` then `Z` or
+ * `±HH:MM`), a real calendar date and time, strictly after `now` and at most 10 years
+ * after it: its time in milliseconds, else `null`. */
+function futureInstant(value: unknown, now: number): number | null {
+  if (typeof value !== 'string') return null;
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:Z|([+-])(\d{2}):(\d{2}))$/.exec(
+      value,
+    );
+  if (!m) return null;
+  const [year, month, day, hour, minute, second = 0] = m.slice(1, 7).map((p) => Number(p ?? 0));
+  const daysInMonth = new Date(Date.UTC(year as number, month as number, 0)).getUTCDate();
+  if (
+    (month as number) < 1 ||
+    (month as number) > 12 ||
+    (day as number) < 1 ||
+    (day as number) > daysInMonth ||
+    (hour as number) > 23 ||
+    (minute as number) > 59 ||
+    second > 59
+  ) {
+    return null;
+  }
+  const millis = Number((m[7] ?? '').padEnd(3, '0').slice(0, 3));
+  const offset = m[8] ? (m[8] === '-' ? -1 : 1) * (Number(m[9]) * 60 + Number(m[10])) : 0;
+  const at =
+    Date.UTC(
+      year as number,
+      (month as number) - 1,
+      day as number,
+      hour as number,
+      minute as number,
+      second,
+      millis,
+    ) -
+    offset * 60_000;
+  const limit = new Date(now);
+  limit.setUTCFullYear(limit.getUTCFullYear() + 10);
+  return at > now && at <= limit.getTime() ? at : null;
+}
+
+/** True when `held` grants every scope in `needed` (`*` grants all). */
+export function holds(held: readonly string[], needed: readonly string[]): boolean {
+  return held.includes('*') || needed.every((scope) => held.includes(scope));
+}
+
+/** DELETE's `cascade`: absent or `false` is the v1 revoke, `true` the cascade, anything
+ * else (or more than one) a bad request. Read as a form-encoded query. */
+export function cascadeOf(query: string | null): boolean | 'invalid' {
+  const values = new URLSearchParams(query ?? '').getAll('cascade');
+  if (values.length === 0) return false;
+  if (values.length > 1 || (values[0] !== 'true' && values[0] !== 'false')) return 'invalid';
+  return values[0] === 'true';
+}
+
 /** One request, classified once the batch it is part of is known. */
 export interface Classified {
   wire: WireRequest;
   route: Route | null;
   method: string;
   key: KeyVerdict;
+  /** For a request that reads a body: its verdict; `null` for one that reads none. */
   body: ErrorCode | 'ok' | null;
+  fields: Fields | null;
+  /** DELETE's cascade flag. */
+  cascade: boolean | 'invalid';
 }
 
-export function classify(req: HostileRequest, wire: WireRequest, mainKey: string): Classified {
+export function classify(
+  req: HostileRequest,
+  wire: WireRequest,
+  world: World,
+  now: number,
+): Classified {
   const route = routeOf(wire, req.path.trailingSlash);
   const method = req.method;
-  const reads = route?.shape === 'collection' ? method === 'POST' : method === 'PATCH';
+  const reads =
+    route !== null &&
+    ((route.shape === 'collection' && method === 'POST') ||
+      (route.shape === 'item' && method === 'PATCH') ||
+      (route.shape === 'roll' && method === 'POST'));
+  const body = reads ? bodyVerdict(wire, route, now) : null;
   return {
     wire,
     route,
     method,
-    key: keyVerdict(wire, mainKey),
-    body: reads ? bodyVerdict(wire) : null,
+    key: keyVerdict(wire, world),
+    body: body?.verdict ?? null,
+    fields: body?.fields ?? null,
+    cascade: cascadeOf(req.path.query),
   };
+}
+
+/** What the model knows of a key at the start of a batch. */
+export interface KeyFacts {
+  name: string;
+  expiresAt: number | null;
+  scopes: readonly string[];
+  metadata: unknown;
+  createdBy: string | null;
 }
 
 /** Facts about the state at the start of a batch and the batch as a whole: requests run
  * concurrently, so some answers depend on which of two runs first. */
 export interface BatchFacts {
-  liveIds: ReadonlySet<string>;
-  mainId: string;
+  /** The account's keys in the store (expired ones too: they count against the cap). */
+  keys: ReadonlyMap<string, KeyFacts>;
+  presenterIds: Readonly<Record<Presenter, string>>;
   cap: number;
+  now: number;
   batch: readonly Classified[];
 }
 
@@ -890,6 +1538,61 @@ export interface Expectation {
   codes: ErrorCode[];
   successes: number[];
   allow?: string;
+  /** The scope a 403 for the route's scope names in WWW-Authenticate. */
+  scope?: string;
+}
+
+const presenterOf = (c: Classified): Presenter | null =>
+  c.key === 'missing' || c.key === 'invalid' ? null : c.key;
+
+/** The key may manage keys: everything but a read. */
+const canWrite = (c: Classified): boolean => {
+  const p = presenterOf(c);
+  return p !== null && holds(PRESENTER_SCOPES[p], ['api_keys:write']);
+};
+
+function expired(key: KeyFacts, now: number): boolean {
+  return key.expiresAt !== null && key.expiresAt <= now;
+}
+
+/** The key and, transitively, the keys that created it. */
+function lineage(id: string, facts: BatchFacts): string[] {
+  const chain = [id];
+  for (let at = facts.keys.get(id)?.createdBy; at && !chain.includes(at); ) {
+    chain.push(at);
+    at = facts.keys.get(at)?.createdBy;
+  }
+  return chain;
+}
+
+/** `o` may delete `id` (named, or as a key made by the one a cascade names). */
+function mayRemove(o: Classified, id: string, facts: BatchFacts): boolean {
+  if (!canWrite(o) || o.method !== 'DELETE' || o.route?.shape !== 'item') return false;
+  if (o.cascade === 'invalid') return false;
+  const named = o.route.id;
+  return named === id || (o.cascade === true && lineage(id, facts).includes(named));
+}
+
+/** `o` is a roll of `id` that may succeed; with `graceZero`, one that expires `id` at once. */
+function mayRoll(o: Classified, id: string, graceZero: boolean): boolean {
+  return (
+    canWrite(o) &&
+    o.method === 'POST' &&
+    o.route?.shape === 'roll' &&
+    o.route.id === id &&
+    o.body === 'ok' &&
+    (!graceZero || o.fields?.expiresIn === 0)
+  );
+}
+
+/** A request that may add a key: a create or a roll with a key that may write. */
+function mayAdd(o: Classified, facts: BatchFacts): boolean {
+  if (!canWrite(o) || o.body !== 'ok') return false;
+  if (o.method !== 'POST') return false;
+  if (o.route?.shape === 'collection') return true;
+  if (o.route?.shape !== 'roll') return false;
+  const old = facts.keys.get(o.route.id);
+  return old !== undefined && !expired(old, facts.now);
 }
 
 export function expectationFor(c: Classified, facts: BatchFacts): Expectation {
@@ -899,47 +1602,93 @@ export function expectationFor(c: Classified, facts: BatchFacts): Expectation {
   const allowed =
     route.shape === 'collection'
       ? get || c.method === 'POST'
-      : ['PATCH', 'DELETE'].includes(c.method);
+      : route.shape === 'item'
+        ? ['PATCH', 'DELETE'].includes(c.method)
+        : c.method === 'POST';
   if (!allowed) return { codes: ['method_not_allowed'], successes: [], allow: ALLOW[route.shape] };
+  const presenter = presenterOf(c);
   if (c.key === 'missing') return { codes: ['missing_api_key'], successes: [] };
-  if (c.key === 'invalid') return { codes: ['invalid_api_key'], successes: [] };
+  if (presenter === null) return { codes: ['invalid_api_key'], successes: [] };
 
   const codes: ErrorCode[] = [];
   const successes: number[] = [];
-  // A request of the same batch may revoke the main key first.
-  if (facts.batch.some((o) => isValidDelete(o, facts.mainId))) codes.push('invalid_api_key');
+  // A request of the same batch may revoke the key first, or roll it with no grace.
+  const presenterId = facts.presenterIds[presenter];
+  if (facts.batch.some((o) => mayRemove(o, presenterId, facts) || mayRoll(o, presenterId, true))) {
+    codes.push('invalid_api_key');
+  }
+  const held = PRESENTER_SCOPES[presenter];
+  const needed = get ? 'api_keys:read' : 'api_keys:write';
+  const admitted = get
+    ? holds(held, ['api_keys:read']) || holds(held, ['api_keys:write'])
+    : holds(held, ['api_keys:write']);
+  if (!admitted) return { codes: [...codes, 'insufficient_scope'], successes, scope: needed };
   if (c.body !== null && c.body !== 'ok') return { codes: [...codes, c.body], successes };
+  const fields = c.fields ?? {};
 
   if (route.shape === 'collection' && get) return { codes, successes: [200] };
   if (route.shape === 'collection') {
-    const creates = facts.batch.filter(
-      (o) => o.key === 'valid' && o.route?.shape === 'collection' && o.body === 'ok',
-    ).length;
-    const deletes = facts.batch.filter(
-      (o) => isValidDelete(o) && facts.liveIds.has(idOf(o)),
-    ).length;
-    if (facts.liveIds.size - deletes < facts.cap) successes.push(201);
-    if (facts.liveIds.size + creates - 1 >= facts.cap) codes.push('key_limit_reached');
-    return { codes, successes };
+    if (!holds(held, fields.scopes ?? held))
+      return { codes: [...codes, 'insufficient_scope'], successes };
+    return withCap(codes, facts);
   }
+
   const id = route.id;
-  if (!facts.liveIds.has(id)) return { codes: [...codes, 'not_found'], successes };
-  const otherDeletes = facts.batch.filter((o) => o !== c && isValidDelete(o, id)).length;
-  if (otherDeletes > 0) codes.push('not_found');
-  return { codes, successes: [200] };
+  const key = facts.keys.get(id);
+  const others = facts.batch.filter((o) => o !== c);
+  if (route.shape === 'item' && c.method === 'DELETE' && c.cascade === 'invalid') {
+    return { codes: [...codes, 'invalid_request'], successes };
+  }
+  if (!key) return { codes: [...codes, 'not_found'], successes };
+  if (others.some((o) => mayRemove(o, id, facts))) codes.push('not_found');
+
+  if (route.shape === 'item' && c.method === 'DELETE') return { codes, successes: [200] };
+  if (route.shape === 'item') {
+    // PATCH: an expiry only moves earlier.
+    if (fields.expiresAt !== undefined) {
+      if (key.expiresAt !== null && fields.expiresAt > key.expiresAt) {
+        return { codes: [...codes, 'invalid_request'], successes };
+      }
+      const shortened = others.some(
+        (o) =>
+          mayRoll(o, id, false) ||
+          (canWrite(o) &&
+            o.route?.shape === 'item' &&
+            o.route.id === id &&
+            o.method === 'PATCH' &&
+            o.fields?.expiresAt !== undefined),
+      );
+      if (shortened) codes.push('invalid_request');
+    }
+    return { codes, successes: [200] };
+  }
+
+  // Roll: an expired key is not found; a rolled key holds no scope the old key or the
+  // caller lacks.
+  if (expired(key, facts.now)) return { codes: [...codes, 'not_found'], successes };
+  if (others.some((o) => mayRoll(o, id, true))) codes.push('not_found');
+  const scopes = fields.scopes ?? key.scopes;
+  if (!holds(key.scopes, scopes) || !holds(held, scopes)) {
+    return { codes: [...codes, 'insufficient_scope'], successes };
+  }
+  return withCap(codes, facts);
 }
 
-function idOf(c: Classified): string {
-  return c.route?.shape === 'item' ? c.route.id : '';
-}
-
-function isValidDelete(c: Classified, id?: string): boolean {
-  return (
-    c.key === 'valid' &&
-    c.method === 'DELETE' &&
-    c.route?.shape === 'item' &&
-    (id === undefined || c.route.id === id)
-  );
+/** A create or roll that passed its checks: 201 while the account is under its cap, 409
+ * at it; which one depends on what else the batch adds and removes. */
+function withCap(codes: ErrorCode[], facts: BatchFacts): Expectation {
+  const adds = facts.batch.filter((o) => mayAdd(o, facts)).length;
+  let removals = 0;
+  for (const o of facts.batch) {
+    if (!canWrite(o) || o.method !== 'DELETE' || o.route?.shape !== 'item') continue;
+    if (o.cascade === 'invalid' || !facts.keys.has(o.route.id)) continue;
+    // A cascade may take keys the batch itself creates.
+    removals += o.cascade === true ? facts.keys.size + adds : 1;
+  }
+  const successes: number[] = [];
+  if (facts.keys.size - removals < facts.cap) successes.push(201);
+  if (facts.keys.size + adds - 1 >= facts.cap) codes.push('key_limit_reached');
+  return { codes, successes };
 }
 
 export function statusOf(code: ErrorCode): number {

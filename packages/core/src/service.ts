@@ -300,8 +300,37 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
         },
       );
       if (!result.ok) throw new KeywardError('key_limit_reached');
+      await ensureCreatorLives(record);
       return { ...toApiKey(record), rawKey };
     });
+  }
+
+  /**
+   * A key made by another key (`createdBy`) must not outlive a cascade revocation of its
+   * creator that landed while it was being made: such a cascade could not see it, and a
+   * leaked key could otherwise mint keys that survive. Every store orders a tree delete and
+   * an insert of the same owner, so reading after the insert tells: if the creator is gone,
+   * the new key goes too (its raw key was never handed out) and the request is refused as
+   * its key is.
+   */
+  async function ensureCreatorLives(record: StoredKey): Promise<void> {
+    if (record.createdBy === null) return;
+    const creator = record.createdBy;
+    let alive: boolean;
+    try {
+      const held = await callStore(() => store.listByOwner(record.ownerId));
+      alive = held.some((key) => key.id === creator);
+    } catch (error) {
+      removeOrphan(record.ownerId, record.id);
+      throw error;
+    }
+    if (alive) return;
+    // Gone before the refusal answers, unless the store fails meanwhile: then in the
+    // background, with retries (nobody holds the raw key either way).
+    await callStore(() => store.delete(record.ownerId, record.id)).catch(() =>
+      removeOrphan(record.ownerId, record.id),
+    );
+    throw new KeywardError('invalid_api_key');
   }
 
   /** Runs `task` once the account's previous create has settled: an account holds at most
@@ -453,6 +482,9 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
             if (result.reason === 'limit_reached') throw new KeywardError('key_limit_reached');
             return null;
           }
+          // No creator check here: the successor's creator is the old key's, which may
+          // have been revoked long ago (alone, not by cascade). A cascade that races the
+          // roll deletes the old key too, and the store's atomic roll finds it gone.
           return { ...toApiKey(record), rawKey };
         });
         // Cached copies of the old key carry its old expiry: every instance reads it again.

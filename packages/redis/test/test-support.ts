@@ -1,0 +1,309 @@
+import { randomUUID } from 'node:crypto';
+import type { InvalidationEvent, KeyStore, StoredKey } from '@keyward/core';
+import { makeStoredKey, serviceUnavailable } from '@keyward/testing';
+import { type Cluster, type Command, Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { redisBus } from '../src/redis-bus.js';
+import { redisStore } from '../src/redis-store.js';
+import type { RedisClient } from '../src/scripts.js';
+
+/** Helpers the server and the cluster test files share. */
+
+/** The Redis the project's machines and CI run. */
+export const REDIS_URL = process.env.KEYWARD_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A namespace no other run uses, so suites can share the server and clean up exactly
+ * what they wrote. */
+export function randomNamespace(): string {
+  return `kwtest-${randomUUID().slice(0, 8)}`;
+}
+
+/** Whether the Redis of the project's machines answers; reports it loudly when not. */
+export async function redisServerReachable(): Promise<boolean> {
+  const probe = new Redis(REDIS_URL, {
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2_000,
+  });
+  // The socket's error (ECONNREFUSED…) says more than the rejection ("Connection is closed").
+  let socketError: unknown;
+  probe.on('error', (error) => {
+    socketError ??= error;
+  });
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch (error) {
+    serviceUnavailable(`Redis (${REDIS_URL})`, socketError ?? error);
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/** Every key of a namespace, from every master of a Cluster. */
+export async function namespaceKeys(client: RedisClient, namespace: string): Promise<string[]> {
+  const nodes = client.isCluster ? (client as Cluster).nodes('master') : [client as Redis];
+  const found: string[] = [];
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 500);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  return [...new Set(found)].sort();
+}
+
+/** Every key of a namespace with every value, whatever its type, as text. */
+export async function dumpNamespace(client: RedisClient, namespace: string): Promise<string> {
+  const lines: string[] = [];
+  for (const key of await namespaceKeys(client, namespace)) {
+    const type = await client.type(key);
+    let value: unknown;
+    if (type === 'string') value = await client.get(key);
+    else if (type === 'hash') value = await client.hgetall(key);
+    else if (type === 'zset') value = await client.zrange(key, '0', '-1', 'WITHSCORES');
+    else if (type === 'set') value = await client.smembers(key);
+    else if (type === 'list') value = await client.lrange(key, 0, -1);
+    else value = (await client.dumpBuffer(key))?.toString('hex');
+    lines.push(`${key} ${type} ${JSON.stringify(value)}`);
+  }
+  return lines.join('\n');
+}
+
+export async function deleteNamespace(client: RedisClient, namespace: string): Promise<void> {
+  // One DEL per key: on a Cluster the keys span slots.
+  await Promise.all((await namespaceKeys(client, namespace)).map((key) => client.del(key)));
+}
+
+/** The names of the commands a client sends while `action` runs. Wraps the one method
+ * every command goes through, pipelined ones included. */
+export async function countCommands(
+  client: RedisClient,
+  action: () => Promise<unknown>,
+): Promise<string[]> {
+  const sent: string[] = [];
+  const target = client as unknown as {
+    sendCommand(command: Command, ...rest: unknown[]): unknown;
+  };
+  const original = target.sendCommand;
+  target.sendCommand = function (this: unknown, command: Command, ...rest: unknown[]) {
+    sent.push(command.name);
+    return original.call(this, command, ...rest);
+  };
+  try {
+    await action();
+  } finally {
+    target.sendCommand = original;
+  }
+  return sent;
+}
+
+/** How many times a single-server client writes to its socket while `action` runs. One
+ * write followed by waiting for the replies is one round trip. */
+export async function countSocketWrites(
+  client: Redis,
+  action: () => Promise<unknown>,
+): Promise<number> {
+  const socket = client.stream;
+  const original = socket.write;
+  let writes = 0;
+  socket.write = function (this: typeof socket, ...args: Parameters<typeof original>) {
+    writes++;
+    return original.apply(this, args);
+  } as typeof original;
+  try {
+    await action();
+  } finally {
+    socket.write = original;
+  }
+  return writes;
+}
+
+/**
+ * Create, cap refusal, collision, update, roll (done, refused, colliding), lastUsedAt,
+ * delete and deleteTree, over and over, and then not one key of the namespace may remain.
+ */
+export function describeNoOrphans(label: string, connect: () => Promise<RedisClient>): void {
+  describe(`${label}: no orphan keys`, () => {
+    it('leaves no key behind after create/refuse/collide/use/delete cycles', async () => {
+      const client = await connect();
+      const namespace = randomNamespace();
+      const store: KeyStore = redisStore(client, { namespace });
+      const cap = { maxKeysPerOwner: 2 };
+      try {
+        for (let cycle = 0; cycle < 5; cycle++) {
+          const ownerId = `owner_${randomUUID()}`;
+          const [a, b, c] = await Promise.all([1, 2, 3].map(() => makeStoredKey({ ownerId })));
+          if (!a || !b || !c) throw new Error('unreachable');
+          expect(await store.insert(a, cap)).toEqual({ ok: true });
+          expect(await store.insert(b, cap)).toEqual({ ok: true });
+          expect(await store.insert(c, cap)).toEqual({ ok: false, reason: 'limit_reached' });
+          const sameId = await makeStoredKey({ id: a.id });
+          await expect(store.insert(sameId, cap)).rejects.toMatchObject({ field: 'id' });
+          const sameLookup = await makeStoredKey({ lookup: b.lookup });
+          await expect(store.insert(sameLookup, cap)).rejects.toMatchObject({ field: 'lookup' });
+          await store.update(ownerId, a.id, { name: 'renamed', metadata: { x: 1 } });
+          const roll = (next: StoredKey, maxKeysPerOwner: number) =>
+            store.roll(ownerId, a.id, next, {
+              previousExpiresAt: new Date(Date.now() + 60_000),
+              now: new Date(),
+              maxKeysPerOwner,
+            });
+          const [rolled, refused] = await Promise.all(
+            [1, 2].map(() => makeStoredKey({ ownerId, createdBy: a.id })),
+          );
+          if (!rolled || !refused) throw new Error('unreachable');
+          await expect(roll(refused, 2)).resolves.toEqual({ ok: false, reason: 'limit_reached' });
+          await expect(roll({ ...refused, lookup: b.lookup }, 5)).rejects.toMatchObject({
+            field: 'lookup',
+          });
+          expect((await roll(rolled, 3)).ok).toBe(true);
+          expect(await store.deleteTree(ownerId, rolled.id)).toEqual([rolled.id]);
+          await store.recordLastUsed([
+            { id: a.id, lastUsedAt: new Date() },
+            { id: c.id, lastUsedAt: new Date() },
+          ]);
+          expect(await store.delete(ownerId, a.id)).toBe(true);
+          expect(await store.delete(ownerId, b.id)).toBe(true);
+          await store.recordLastUsed([
+            { id: a.id, lastUsedAt: new Date() },
+            { id: b.id, lastUsedAt: new Date() },
+          ]);
+          expect(await store.update(ownerId, a.id, { name: 'ghost' })).toBeNull();
+          expect(await store.deleteTree(ownerId, a.id)).toEqual([]);
+        }
+        expect(await namespaceKeys(client, namespace)).toEqual([]);
+      } finally {
+        await deleteNamespace(client, namespace);
+      }
+    });
+  });
+}
+
+/**
+ * Inserts racing for one lookup part or one id: practically impossible with random parts,
+ * and the case the insert protocol must still get right. At most one wins, find-by-lookup
+ * answers the winner, losers leave nothing behind.
+ */
+export function describeContention(label: string, connect: () => Promise<RedisClient>): void {
+  describe(`${label}: inserts racing for one lookup part or id`, () => {
+    for (const field of ['lookup', 'id'] as const) {
+      it(`of 4 concurrent inserts with the same ${field}, at most one succeeds`, async () => {
+        const clients = await Promise.all([1, 2, 3, 4].map(() => connect()));
+        const namespace = randomNamespace();
+        const stores = clients.map((client) => redisStore(client, { namespace }));
+        const [client] = clients;
+        const [store] = stores;
+        if (!client || !store) throw new Error('unreachable');
+        try {
+          for (let round = 0; round < 15; round++) {
+            const template = await makeStoredKey();
+            const contenders = await Promise.all(
+              stores.map(() => makeStoredKey({ [field]: template[field] })),
+            );
+            const results = await Promise.allSettled(
+              contenders.map((key, i) => stores[i]?.insert(key, { maxKeysPerOwner: 5 })),
+            );
+            const winners = contenders.filter((_, i) => results[i]?.status === 'fulfilled');
+            expect(winners.length).toBeLessThanOrEqual(1);
+            for (const result of results) {
+              if (result.status === 'rejected') {
+                expect(result.reason).toMatchObject({ name: 'KeyCollisionError' });
+              }
+            }
+            for (const key of contenders) {
+              const won = winners.includes(key);
+              expect(await store.listByOwner(key.ownerId)).toEqual(won ? [key] : []);
+              expect(await store.findByLookup(key.lookup)).toEqual(
+                won ? key : (winners.find((w) => w.lookup === key.lookup) ?? null),
+              );
+            }
+            for (const key of winners) expect(await store.delete(key.ownerId, key.id)).toBe(true);
+          }
+          expect(await namespaceKeys(client, namespace)).toEqual([]);
+        } finally {
+          await deleteNamespace(client, namespace);
+        }
+      });
+    }
+  });
+}
+
+/** Delivery across connections, unsubscribe, and robustness to noise on the channel. */
+export function describeBusDelivery(label: string, connect: () => Promise<RedisClient>): void {
+  describe(`${label}: invalidation bus`, () => {
+    const received = (into: InvalidationEvent[]) => (event: InvalidationEvent) => {
+      into.push(event);
+    };
+    const until = async (check: () => boolean) => {
+      const deadline = Date.now() + 5_000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error('event not delivered within 5 s');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+
+    it('two subscribers on separate connections both receive a published event', async () => {
+      const channel = `kwtest:${randomUUID()}`;
+      const [publisher, subA, subB] = await Promise.all([connect(), connect(), connect()]);
+      const a: InvalidationEvent[] = [];
+      const b: InvalidationEvent[] = [];
+      await redisBus({ publisher, subscriber: subA, channel }).subscribe(received(a));
+      await redisBus({ publisher, subscriber: subB, channel }).subscribe(received(b));
+      await redisBus({ publisher, subscriber: publisher, channel }).publish({
+        type: 'revoked',
+        keyId: 'key_x',
+      });
+      await until(() => a.length === 1 && b.length === 1);
+      expect(a).toEqual([{ type: 'revoked', keyId: 'key_x' }]);
+      expect(b).toEqual([{ type: 'revoked', keyId: 'key_x' }]);
+    });
+
+    it('unsubscribe stops delivery to that listener only', async () => {
+      const channel = `kwtest:${randomUUID()}`;
+      const [publisher, subA, subB] = await Promise.all([connect(), connect(), connect()]);
+      const a: InvalidationEvent[] = [];
+      const b: InvalidationEvent[] = [];
+      const busA = redisBus({ publisher, subscriber: subA, channel });
+      const busB = redisBus({ publisher, subscriber: subB, channel });
+      const stopA = await busA.subscribe(received(a));
+      await busB.subscribe(received(b));
+      await busB.publish({ type: 'renamed', keyId: 'key_1' });
+      await until(() => a.length === 1 && b.length === 1);
+      await stopA();
+      await busB.publish({ type: 'revoked', keyId: 'key_2' });
+      await busB.publish({ type: 'revoked', keyId: 'key_3' });
+      await until(() => b.length === 3);
+      // Both went out after A's UNSUBSCRIBE was acknowledged: the server sends A nothing.
+      expect(a.map((e) => e.keyId)).toEqual(['key_1']);
+    });
+
+    it('ignores malformed payloads and isolates a throwing listener', async () => {
+      const channel = `kwtest:${randomUUID()}`;
+      const [publisher, subscriber] = await Promise.all([connect(), connect()]);
+      const errors: unknown[] = [];
+      const bus = redisBus({
+        publisher,
+        subscriber,
+        channel,
+        onListenerError: (error) => errors.push(error),
+      });
+      const got: InvalidationEvent[] = [];
+      await bus.subscribe(() => {
+        throw new Error('listener bug');
+      });
+      await bus.subscribe(received(got));
+      await publisher.publish(channel, 'not json');
+      await publisher.publish(channel, JSON.stringify({ type: 'deleted', keyId: 'key_1' }));
+      await bus.publish({ type: 'revoked', keyId: 'key_2' });
+      await until(() => got.length === 1);
+      expect(got).toEqual([{ type: 'revoked', keyId: 'key_2' }]);
+      expect(errors).toHaveLength(1);
+    });
+  });
+}

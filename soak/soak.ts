@@ -16,9 +16,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type SoakExample, startSoakExample } from './soak-example.js';
-import { type Diagnostics, readDiagnostics, verdict } from './soak-process.js';
-import { drawAction, type Outcome, type SoakAccounts, soakClient } from './soak-traffic.js';
+import { type SoakExample, startSoakExample } from './example.js';
+import { type Diagnostics, readDiagnostics, verdict } from './process.js';
+import { drawAction, type Outcome, type SoakAccounts, soakClient } from './traffic.js';
 
 const seconds = positive('SOAK_SECONDS', 60);
 const connections = positive('SOAK_CONNECTIONS', 8);

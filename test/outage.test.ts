@@ -22,7 +22,7 @@ import {
 } from '@keyward/core';
 import { kyselyStore, migrate } from '@keyward/kysely';
 import { redisStore } from '@keyward/redis';
-import { type RunningServer, sendRequest } from '@keyward/testing';
+import { CHEAP_ARGON2, type RunningServer, sendRequest } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -252,7 +252,7 @@ async function runScenario(adapter: Adapter, open: () => Promise<StoreUnderFault
   };
   const service = createKeyService({
     store,
-    argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+    argon2: CHEAP_ARGON2,
     storeTimeoutMs: STORE_TIMEOUT_MS,
     lastUsedFlushIntervalMs: 200,
     onError: (error) => serviceErrors.push(error),

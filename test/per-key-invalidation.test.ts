@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises';
 import { createKeyService, type KeyService, type KeyStore } from '@keyward/core';
 import { redisBus, redisStore } from '@keyward/redis';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REDIS_URL, redisReachable } from './support/services.js';
@@ -16,7 +17,6 @@ const redis = await redisReachable();
 
 const CACHE_TTL_MS = 500;
 const DURATION_MS = 3_000;
-const CHEAP_ARGON2 = { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true };
 
 const namespace = `kwperkey-${randomUUID().slice(0, 8)}`;
 const channel = `${namespace}:invalidation`;

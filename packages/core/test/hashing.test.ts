@@ -1,9 +1,8 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ARGON2_CHANNEL, type Argon2Event, hashKey, verifyKeyHash } from '../src/hashing.js';
 
-// Cheap parameters: what is tested is the announcement, not argon2.
-const CHEAP = { memoryCost: 256, timeCost: 1, parallelism: 1 };
 const RAW_KEY = 'rep_hashing_test_key';
 
 describe(`argon2 on diagnostics_channel "${ARGON2_CHANNEL}"`, () => {
@@ -16,7 +15,7 @@ describe(`argon2 on diagnostics_channel "${ARGON2_CHANNEL}"`, () => {
 
   it('announces each hash and verify with its duration, and nothing else', async () => {
     subscribe(ARGON2_CHANNEL, listener);
-    const phc = await hashKey(RAW_KEY, CHEAP);
+    const phc = await hashKey(RAW_KEY, CHEAP_ARGON2);
     expect(await verifyKeyHash(phc, RAW_KEY)).toBe(true);
     expect(await verifyKeyHash(phc, `${RAW_KEY}x`)).toBe(false);
     expect(events.map((e) => (e as Argon2Event).operation)).toEqual(['hash', 'verify', 'verify']);

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { describe, expect, it } from 'vitest';
 import { memoryBus } from '../src/bus.js';
 import { KeywardError } from '../src/errors.js';
@@ -7,7 +8,7 @@ import { LastUsedWriter } from '../src/last-used.js';
 import { memoryStore } from '../src/memory-store.js';
 import { createKeyService } from '../src/service.js';
 import type { KeyStore } from '../src/store.js';
-import { fastArgon2, service, wrongSecretFor } from './test-fixtures.js';
+import { service, wrongSecretFor } from './test-fixtures.js';
 
 /** Counts every call the service makes to its store. */
 function countingStore(inner: KeyStore = memoryStore()) {
@@ -455,7 +456,7 @@ describe('key service: lastUsedAt write-behind', () => {
       recordLastUsed: (updates) =>
         failing ? Promise.reject(new Error('down')) : inner.recordLastUsed(updates),
     };
-    const keys = createKeyService({ store, argon2: fastArgon2, lastUsedFlushIntervalMs: 60_000 });
+    const keys = createKeyService({ store, argon2: CHEAP_ARGON2, lastUsedFlushIntervalMs: 60_000 });
     const { rawKey } = await keys.create('acct_1', 'k');
     await keys.verify(rawKey);
     await expect(keys.flushLastUsed()).rejects.toThrow('down');

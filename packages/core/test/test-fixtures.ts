@@ -1,19 +1,15 @@
 /**
  * What the core test files share: a key service with cheap argon2 that is closed after
- * each test, and a key with a real lookup part but a wrong secret. Not shipped (see
- * tsconfig.build.json).
+ * each test, and a key with a real lookup part but a wrong secret. Not shipped: only src/
+ * is built.
  */
+// @keyward/testing depends on @keyward/core, so core cannot declare it back (a cycle); the
+// workspace root declares it, and the one copy of the cheap settings lives there.
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { afterEach } from 'vitest';
 import { generateKey, keyChecksum } from '../src/key-format.js';
 import { memoryStore } from '../src/memory-store.js';
 import { createKeyService, type KeyService } from '../src/service.js';
-
-export const fastArgon2 = {
-  memoryCost: 1024,
-  timeCost: 1,
-  parallelism: 1,
-  allowWeakParameters: true,
-};
 
 const services: KeyService[] = [];
 afterEach(async () => {
@@ -22,7 +18,7 @@ afterEach(async () => {
 
 /** A service on a fresh memory store unless told otherwise, closed after the test. */
 export function service(options: Partial<Parameters<typeof createKeyService>[0]> = {}) {
-  const s = createKeyService({ store: memoryStore(), argon2: fastArgon2, ...options });
+  const s = createKeyService({ store: memoryStore(), argon2: CHEAP_ARGON2, ...options });
   services.push(s);
   return s;
 }

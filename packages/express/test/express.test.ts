@@ -1,41 +1,19 @@
 import type { AddressInfo } from 'node:net';
 import { createKeyService, memoryStore } from '@keyward/core';
-import { describeHttpContract } from '@keyward/testing';
+import { CHEAP_ARGON2, describeHttpContract } from '@keyward/testing';
 import express from 'express';
 import { describe, expect, it } from 'vitest';
+import { startServer } from '../../../test/support/servers.js';
 import { keyward } from '../src/index.js';
 
-describeHttpContract('express', {
-  async startServer({ service, guardedPath, scopedPath, scopes }) {
-    const app = express();
-    const auth = keyward({ service });
-    app.use(auth.router);
-    app.get(guardedPath, auth.requireApiKey(), (req, res) => {
-      res.json({ apiKey: req.apiKey });
-    });
-    app.get(scopedPath, auth.requireApiKey({ scopes }), (req, res) => {
-      res.json({ apiKey: req.apiKey });
-    });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    const { port } = server.address() as AddressInfo;
-    return {
-      url: `http://127.0.0.1:${port}`,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
-  },
-});
+describeHttpContract('express', { startServer: startServer.express });
 
 describe('express: a body parser mounted before the router', () => {
   it('answers 500 and tells onError to mount the router first, instead of blaming the JSON', async () => {
     const errors: unknown[] = [];
     const service = createKeyService({
       store: memoryStore(),
-      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+      argon2: CHEAP_ARGON2,
       onError: (error) => errors.push(error),
     });
     const { rawKey } = await service.create('acct_1', 'bootstrap');

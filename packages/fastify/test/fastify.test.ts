@@ -2,22 +2,10 @@ import { createKeyService, memoryStore } from '@keyward/core';
 import { describeHttpContract } from '@keyward/testing';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { keyward, keywardFrameworkErrors } from '../src/index.js';
+import { startServer } from '../../../test/support/servers.js';
+import { keyward } from '../src/index.js';
 
-describeHttpContract('fastify', {
-  async startServer({ service, guardedPath, scopedPath, scopes }) {
-    const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
-    await app.register(keyward, { service });
-    app.get(guardedPath, { config: { apiKey: true } }, async (request) => ({
-      apiKey: request.apiKey,
-    }));
-    app.get(scopedPath, { config: { apiKey: { scopes } } }, async (request) => ({
-      apiKey: request.apiKey,
-    }));
-    const url = await app.listen({ port: 0, host: '127.0.0.1' });
-    return { url, close: () => app.close() };
-  },
-});
+describeHttpContract('fastify', { startServer: startServer.fastify });
 
 describe('fastify guard: host hooks that throw', () => {
   it('a throw on the slow path becomes one 500 from Fastify, and the server keeps serving', async () => {

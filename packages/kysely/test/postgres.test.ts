@@ -1,33 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { createKeyService, type KeyStore, StoreUnavailableError } from '@keyward/core';
-import { describeCap, makeStoredKey, serviceUnavailable } from '@keyward/testing';
+import { describeCap, makeStoredKey } from '@keyward/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
+import { DATABASE_URL, postgresReachable } from '../../../test/support/services.js';
 import { kyselyStore } from '../src/kysely-store.js';
 import { migrate } from '../src/migrations.js';
 import { postgresBus } from '../src/postgres-bus.js';
-import { describeReadiness } from './readiness-suite.js';
 import type { AnyKysely } from '../src/table.js';
+import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
+import { describeReadiness } from './readiness-suite.js';
 
-const url = process.env.KEYWARD_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-async function reachable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return true;
-  } catch (error) {
-    serviceUnavailable('Postgres', error);
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-const available = await reachable();
+const available = await postgresReachable();
 // A table and channel of its own per run, so concurrent runs on the shared server never meet.
 const table = `keyward_test_${randomBytes(6).toString('hex')}`;
 const log = queryLog();
@@ -35,14 +20,14 @@ const kyselys: AnyKysely[] = [];
 const clients: pg.Client[] = [];
 
 function newKysely(config: pg.PoolConfig = {}): AnyKysely {
-  const pool = new pg.Pool({ connectionString: url, max: 10, ...config });
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10, ...config });
   const db = new Kysely({ dialect: new PostgresDialect({ pool }), log: log.record });
   kyselys.push(db);
   return db;
 }
 
 async function newClient(): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
+  const client = new pg.Client({ connectionString: DATABASE_URL });
   clients.push(client);
   await client.connect();
   return client;

@@ -3,12 +3,12 @@
  * file. Not shipped (see tsconfig.build.json).
  */
 import { createKeyService, generateKey, StoreMisconfiguredError } from '@keyward/core';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kyselyStore } from '../src/kysely-store.js';
 import type { AnyKysely } from '../src/table.js';
 
-const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true };
 const suffix = () => Math.random().toString(36).slice(2, 10);
 
 export function describeReadiness(name: string, engine: { db(): AnyKysely; table: string }): void {
@@ -56,7 +56,7 @@ export function describeReadiness(name: string, engine: { db(): AnyKysely; table
       const errors: unknown[] = [];
       const service = createKeyService({
         store: kyselyStore(engine.db(), { table }),
-        argon2: fastArgon2,
+        argon2: CHEAP_ARGON2,
         onError: (error) => errors.push(error),
       });
       await expect(service.verify(generateKey().rawKey)).rejects.toMatchObject({

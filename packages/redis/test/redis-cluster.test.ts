@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { describeStoreConformance, makeStoredKey, serviceUnavailable } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { deleteNamespace, dumpNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
 import { redisBus } from '../src/redis-bus.js';
 import { redisStore } from '../src/redis-store.js';
 import { startRedisCluster, type TestRedisCluster } from './test-cluster.js';
@@ -9,12 +10,9 @@ import { describeOwnerIdEscaping } from './test-escaping.js';
 import { describeLifecycleLayout } from './test-lifecycle.js';
 import {
   countCommands,
-  deleteNamespace,
   describeBusDelivery,
   describeContention,
   describeNoOrphans,
-  dumpNamespace,
-  namespaceKeys,
   randomNamespace,
 } from './test-support.js';
 

@@ -3,6 +3,8 @@ import { createKeyService } from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { type Command, Redis } from 'ioredis';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { deleteNamespace, dumpNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
+import { REDIS_URL, redisReachable } from '../../../test/support/services.js';
 import { migrateRedisStore } from '../src/migrate.js';
 import { redisBus } from '../src/redis-bus.js';
 import { redisStore } from '../src/redis-store.js';
@@ -12,18 +14,13 @@ import { describeLifecycleLayout } from './test-lifecycle.js';
 import {
   countCommands,
   countSocketWrites,
-  deleteNamespace,
   describeBusDelivery,
   describeContention,
   describeNoOrphans,
-  dumpNamespace,
-  namespaceKeys,
-  REDIS_URL,
   randomNamespace,
-  redisServerReachable,
 } from './test-support.js';
 
-const reachable = await redisServerReachable();
+const reachable = await redisReachable();
 const clients: Redis[] = [];
 const connect = async (options: { keyPrefix?: string } = {}) => {
   const client = new Redis(REDIS_URL, options);

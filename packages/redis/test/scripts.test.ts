@@ -1,16 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
+import { deleteNamespace } from '../../../test/support/redis-dump.js';
+import { REDIS_URL, redisReachable } from '../../../test/support/services.js';
 import { defineScript, runScript, runScripts } from '../src/scripts.js';
-import {
-  countCommands,
-  deleteNamespace,
-  REDIS_URL,
-  randomNamespace,
-  redisServerReachable,
-} from './test-support.js';
+import { countCommands, randomNamespace } from './test-support.js';
 
-const reachable = await redisServerReachable();
+const reachable = await redisReachable();
 const client = reachable ? new Redis(REDIS_URL) : null;
 const namespace = randomNamespace();
 await client?.ping();

@@ -1,10 +1,11 @@
 import { createKeyService, type StoredKey } from '@keyward/core';
-import { makeStoredKey } from '@keyward/testing';
+import { CHEAP_ARGON2, makeStoredKey } from '@keyward/testing';
 import { describe, expect, it } from 'vitest';
+import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
 import { migrateRedisStore } from '../src/migrate.js';
 import { redisStore } from '../src/redis-store.js';
 import type { RedisClient } from '../src/scripts.js';
-import { deleteNamespace, namespaceKeys, randomNamespace } from './test-support.js';
+import { randomNamespace } from './test-support.js';
 
 /** Owner ids with each kind of whitespace the key names once held raw. */
 export const WHITESPACE_OWNERS = ['a\tb', 'a\nb', 'a b', 'a\rb', 'a\u00a0b', 'a\u2028b'];
@@ -45,7 +46,7 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
       const namespace = randomNamespace();
       const service = createKeyService({
         store: redisStore(client, { namespace }),
-        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+        argon2: CHEAP_ARGON2,
         lastUsedFlushIntervalMs: 60_000,
       });
       try {

@@ -3,10 +3,11 @@ import type { StoredKey } from '@keyward/core';
 import { makeStoredKey } from '@keyward/testing';
 import type { Command } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
 import { escapePart, formatIndexEntry, keyLayout } from '../src/key-layout.js';
 import { redisStore } from '../src/redis-store.js';
 import { deleteTreeRecords, type RedisClient } from '../src/scripts.js';
-import { deleteNamespace, namespaceKeys, randomNamespace } from './test-support.js';
+import { randomNamespace } from './test-support.js';
 
 /**
  * Test fixture: writes a key exactly as the store did before expiry, scopes, metadata and

@@ -1,83 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { InvalidationEvent, KeyStore, StoredKey } from '@keyward/core';
-import { makeStoredKey, serviceUnavailable } from '@keyward/testing';
-import { type Cluster, type Command, Redis } from 'ioredis';
+import { makeStoredKey } from '@keyward/testing';
+import type { Command, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
 import { redisBus } from '../src/redis-bus.js';
 import { redisStore } from '../src/redis-store.js';
 import type { RedisClient } from '../src/scripts.js';
 
 /** Helpers the server and the cluster test files share. */
 
-/** The Redis the project's machines and CI run. */
-export const REDIS_URL = process.env.KEYWARD_REDIS_URL ?? 'redis://127.0.0.1:6379';
-
 /** A namespace no other run uses, so suites can share the server and clean up exactly
  * what they wrote. */
 export function randomNamespace(): string {
   return `kwtest-${randomUUID().slice(0, 8)}`;
-}
-
-/** Whether the Redis of the project's machines answers; reports it loudly when not. */
-export async function redisServerReachable(): Promise<boolean> {
-  const probe = new Redis(REDIS_URL, {
-    lazyConnect: true,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 2_000,
-  });
-  // The socket's error (ECONNREFUSED…) says more than the rejection ("Connection is closed").
-  let socketError: unknown;
-  probe.on('error', (error) => {
-    socketError ??= error;
-  });
-  try {
-    await probe.connect();
-    await probe.ping();
-    return true;
-  } catch (error) {
-    serviceUnavailable(`Redis (${REDIS_URL})`, socketError ?? error);
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
-
-/** Every key of a namespace, from every master of a Cluster. */
-export async function namespaceKeys(client: RedisClient, namespace: string): Promise<string[]> {
-  const nodes = client.isCluster ? (client as Cluster).nodes('master') : [client as Redis];
-  const found: string[] = [];
-  for (const node of nodes) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 500);
-      cursor = next;
-      found.push(...keys);
-    } while (cursor !== '0');
-  }
-  return [...new Set(found)].sort();
-}
-
-/** Every key of a namespace with every value, whatever its type, as text. */
-export async function dumpNamespace(client: RedisClient, namespace: string): Promise<string> {
-  const lines: string[] = [];
-  for (const key of await namespaceKeys(client, namespace)) {
-    const type = await client.type(key);
-    let value: unknown;
-    if (type === 'string') value = await client.get(key);
-    else if (type === 'hash') value = await client.hgetall(key);
-    else if (type === 'zset') value = await client.zrange(key, '0', '-1', 'WITHSCORES');
-    else if (type === 'set') value = await client.smembers(key);
-    else if (type === 'list') value = await client.lrange(key, 0, -1);
-    else value = (await client.dumpBuffer(key))?.toString('hex');
-    lines.push(`${key} ${type} ${JSON.stringify(value)}`);
-  }
-  return lines.join('\n');
-}
-
-export async function deleteNamespace(client: RedisClient, namespace: string): Promise<void> {
-  // One DEL per key: on a Cluster the keys span slots.
-  await Promise.all((await namespaceKeys(client, namespace)).map((key) => client.del(key)));
 }
 
 /** The names of the commands a client sends while `action` runs. Wraps the one method

@@ -12,6 +12,7 @@ import {
   type StoredKey,
 } from '@keyward/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHEAP_ARGON2 } from './cheap-argon2.js';
 import { type FaultyStore, faultyStore } from './faulty-store.js';
 import {
   sendHeadWithoutBody,
@@ -94,7 +95,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
       service = createKeyService({
         store,
         maxKeysPerOwner: CONTRACT_MAX_KEYS,
-        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+        argon2: CHEAP_ARGON2,
         lastUsedFlushIntervalMs: 20,
         storeTimeoutMs: 2000,
       });

@@ -390,7 +390,7 @@ const inProcessStores: Array<[string, boolean, () => Promise<InProcessStore>]> =
       await spy.subscribe(channel);
       return {
         store: redisStore(client, { namespace }),
-        bus: redisBus({ publisher: client, subscriber, channel }),
+        bus: redisBus({ publisher: client, subscriber, channel, onError: reportBusError }),
         busMessages: () => messages,
         dump: () => redisAsEvidence(client, `${namespace}:*`),
         close: async () => {

@@ -110,7 +110,7 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
   const deliver = (payload: string) => {
     const event = parseInvalidationEvent(payload);
     if (!event) {
-      onError(new Error(`keyward: ignored a malformed notification on channel "${channel}".`));
+      onError(new Error(`keyward: ignored a malformed event on channel "${channel}".`));
       return;
     }
     for (const listener of [...listeners.keys()]) {

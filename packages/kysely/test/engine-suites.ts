@@ -509,7 +509,7 @@ export function describePostgresBus(name: string, engine: BusEngineOptions): voi
       await a.bus.publish({ type: 'revoked', keyId: 'key_ok' });
       await vi.waitFor(() => expect(got.events).toHaveLength(1));
       expect(errors).toHaveLength(2);
-      expect(String(errors[0])).toMatch(/malformed notification/);
+      expect(String(errors[0])).toMatch(/malformed event/);
       expect(String(errors[1])).toMatch(/listener bug/);
       errors.length = 0;
       for (const stop of stops) await stop();

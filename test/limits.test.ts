@@ -1,5 +1,5 @@
 /**
- * Limits, on both adapters: each answers with its DESIGN.md status, nothing crashes, and
+ * Limits, on both adapters: each answers with its status from docs/design.md, nothing crashes, and
  * the server keeps serving afterwards. Where Node answers before any framework sees the
  * request (a header section over its 16 KiB limit, bytes its parser refuses), keyward
  * cannot answer at all: those tests pin down only that the server survives them.

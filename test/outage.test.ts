@@ -2,7 +2,7 @@
  * Store outages under load, over real HTTP: the store's server is reached through a TCP
  * proxy that the test breaks and mends while several clients keep sending requests.
  *
- * The failure policy of DESIGN.md, observed from outside: an unverified key is never
+ * The failure policy of docs/design.md, observed from outside: an unverified key is never
  * accepted nor refused during the outage (503 with Retry-After, never 200, 401 or 500),
  * cached keys keep working, a create leaves nothing behind, the service recovers by itself
  * once the store is back, and lastUsedAt values noted during the outage reach the store.

@@ -69,7 +69,7 @@ export function errorBody(code: ErrorCode): string {
 }
 
 /**
- * The HTTP contract of DESIGN.md as a vitest suite, driven over real HTTP on loopback.
+ * The HTTP contract (docs/design.md, "HTTP contract") as a vitest suite, driven over real HTTP on loopback.
  * Every adapter runs it unchanged, so every adapter answers the same bytes.
  */
 export function describeHttpContract(name: string, options: HttpContractOptions): void {

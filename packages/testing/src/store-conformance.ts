@@ -41,7 +41,7 @@ export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise
 const noCap = { maxKeysPerOwner: 1000 };
 
 /**
- * The store contract of DESIGN.md as a vitest suite. Run it on any `KeyStore`:
+ * The store contract (docs/design.md, "Store contract") as a vitest suite. Run it on any `KeyStore`:
  *
  * ```ts
  * describeStoreConformance('my store', { createStore: () => myStore(client) });

@@ -21,6 +21,7 @@ import {
   type TestResponse,
 } from './http-client.js';
 import { describeLifecycleContract } from './http-contract-lifecycle.js';
+import { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
 
 export interface RunningServer {
   /** `http://127.0.0.1:<port>` */
@@ -169,19 +170,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(res.headers['cache-control']).toBe('no-store');
         const body = res.json as { success: boolean; data: Record<string, unknown> };
         expect(body.success).toBe(true);
-        expect(Object.keys(body.data)).toEqual([
-          'id',
-          'name',
-          'rawKey',
-          'keyPrefix',
-          'keySuffix',
-          'lastUsedAt',
-          'createdAt',
-          'expiresAt',
-          'scopes',
-          'metadata',
-          'createdBy',
-        ]);
+        expect(Object.keys(body.data)).toEqual(CREATE_FIELDS);
         const data = body.data as Record<string, string | null>;
         createdKeys.push(data.rawKey as string);
         expect(data.name).toBe('My New Key');
@@ -237,18 +226,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(success).toBe(true);
         expect(data.map((k) => k.id)).toEqual([b.id, a.id, id]);
         for (const key of data) {
-          expect(Object.keys(key)).toEqual([
-            'id',
-            'name',
-            'keyPrefix',
-            'keySuffix',
-            'lastUsedAt',
-            'createdAt',
-            'expiresAt',
-            'scopes',
-            'metadata',
-            'createdBy',
-          ]);
+          expect(Object.keys(key)).toEqual(KEY_FIELDS);
         }
         expect(data[0]).toMatchObject({
           name: 'second',
@@ -324,18 +302,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(res.status).toBe(200);
         const body = res.json as { success: boolean; data: Record<string, unknown> };
         expect(body.success).toBe(true);
-        expect(Object.keys(body.data)).toEqual([
-          'id',
-          'name',
-          'keyPrefix',
-          'keySuffix',
-          'lastUsedAt',
-          'createdAt',
-          'expiresAt',
-          'scopes',
-          'metadata',
-          'createdBy',
-        ]);
+        expect(Object.keys(body.data)).toEqual(KEY_FIELDS);
         expect(body.data).toMatchObject({
           id: created.id,
           name: 'Staging Server',

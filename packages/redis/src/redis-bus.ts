@@ -1,8 +1,8 @@
 import {
   busRetryDelay,
+  deliverInvalidationEvent,
   type InvalidationBus,
   type InvalidationEvent,
-  parseInvalidationEvent,
   type SubscribeOptions,
   serializeInvalidationEvent,
 } from '@keyward/core';
@@ -54,18 +54,7 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
 
   const onMessage = (from: string, payload: string) => {
     if (from !== channel) return;
-    const event = parseInvalidationEvent(payload);
-    if (!event) {
-      onError(new Error(`keyward: ignored a malformed event on channel "${channel}".`));
-      return;
-    }
-    for (const listener of [...listeners.keys()]) {
-      try {
-        listener({ ...event });
-      } catch (error) {
-        onError(error);
-      }
-    }
+    deliverInvalidationEvent(payload, listeners.keys(), onError, channel);
   };
 
   // A dropped connection opens a gap: events published until the channel is subscribed

@@ -16,7 +16,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type SoakExample, startSoakExample } from './example.js';
+import { type RunningExample, startExample } from '../test/support/example-process.js';
 import { type Diagnostics, readDiagnostics, verdict } from './process.js';
 import { drawAction, type Outcome, type SoakAccounts, soakClient } from './traffic.js';
 
@@ -47,7 +47,7 @@ for (const f of frameworks) {
   if (f !== 'express' && f !== 'fastify') throw new Error(`unknown example in SOAK_EXAMPLES: ${f}`);
 }
 
-const running = new Set<SoakExample>();
+const running = new Set<RunningExample>();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     void Promise.all([...running].map((app) => app.stop())).then(() => process.exit(130));
@@ -61,14 +61,21 @@ interface SoakResult {
 
 async function soak(framework: 'express' | 'fastify'): Promise<SoakResult> {
   const dataDir = await mkdtemp(join(tmpdir(), `keyward-soak-${framework}-`));
-  const app = await startSoakExample(framework, {
-    KEYWARD_STORE: store,
-    KEYWARD_DATA_DIR: dataDir,
-    DEMO_ACCOUNTS: 'soak, soakfull',
-  });
+  const app = await startExample(
+    framework,
+    {
+      KEYWARD_STORE: store,
+      KEYWARD_DATA_DIR: dataDir,
+      KEYWARD_DIAGNOSTICS: '1',
+      DEMO_ACCOUNTS: 'soak, soakfull',
+    },
+    // Heap readings need gc(); a line per refused key is not worth keeping.
+    { nodeArgs: ['--expose-gc'], maxOutput: 100_000 },
+  );
   running.add(app);
   try {
     const { diagnosticsUrl } = app;
+    if (!diagnosticsUrl) throw new Error('the example printed no diagnostics URL');
     const client = soakClient(app.url, connections);
     const setup: Outcome[] = [];
     const accounts = await makeAccounts(app, client, setup);
@@ -141,7 +148,7 @@ async function soak(framework: 'express' | 'fastify'): Promise<SoakResult> {
 
 /** The accounts the traffic needs, made over HTTP like any client would. */
 async function makeAccounts(
-  app: SoakExample,
+  app: RunningExample,
   client: ReturnType<typeof soakClient>,
   setup: Outcome[],
 ): Promise<SoakAccounts> {

@@ -17,6 +17,7 @@ import {
   describeBusDelivery,
   describeContention,
   describeNoOrphans,
+  onFreshStore,
   randomNamespace,
 } from './test-support.js';
 
@@ -76,10 +77,7 @@ if (!reachable) {
 
   describe('redis (single server): round trips and options', () => {
     it('recordLastUsed() takes one round trip per batch, and none for an empty batch', async () => {
-      const client = await connect();
-      const ns = randomNamespace();
-      const store = redisStore(client, { namespace: ns });
-      try {
+      await onFreshStore(connect, async ({ client, store }) => {
         const owner = `owner_${randomUUID()}`;
         const keys = await Promise.all([1, 2, 3].map(() => makeStoredKey({ ownerId: owner })));
         const other = await makeStoredKey();
@@ -121,9 +119,7 @@ if (!reachable) {
           [10, 11, 12].map((i) => at(i).getTime()),
         );
         expect((await store.findByLookup(other.lookup))?.lastUsedAt).toEqual(at(50));
-      } finally {
-        await deleteNamespace(client, ns);
-      }
+      });
     });
 
     it('works through a client with an ioredis keyPrefix', async () => {
@@ -251,56 +247,24 @@ if (!reachable) {
     });
 
     it('an insert whose claim expired before its commit rolls back and throws', async () => {
-      const client = await connect();
-      const ns = randomNamespace();
-      const store = redisStore(client, { namespace: ns });
-      try {
+      await onFreshStore(connect, async ({ client, namespace: ns, store }) => {
         const key = await makeStoredKey();
         const lookupEntry = `${ns}:l:${key.lookup}`;
-        // Stand in for a stall longer than the claim's TTL: the claim vanishes just
-        // before the commit reaches the server.
-        const target = client as unknown as { sendCommand(command: Command): unknown };
-        const original = target.sendCommand;
-        target.sendCommand = function (this: unknown, command: Command) {
-          const isCommit =
-            command.name === 'evalsha' &&
-            command.args[0] === scripts.commitEntry.sha &&
-            String(command.args[2]) === lookupEntry;
-          if (!isCommit) return original.call(this, command);
-          target.sendCommand = original;
-          void main.del(lookupEntry).then(() => original.call(this, command));
-          return command.promise;
-        };
+        const restore = expireClaimBeforeCommit(client, main, lookupEntry);
         await expect(store.insert(key, { maxKeysPerOwner: 10 })).rejects.toThrow(/rolled back/);
-        target.sendCommand = original;
+        restore();
         expect(await store.listByOwner(key.ownerId)).toEqual([]);
         expect(await namespaceKeys(client, ns)).toEqual([]);
-      } finally {
-        await deleteNamespace(client, ns);
-      }
+      });
     });
 
     it('a roll whose claim expired before its commit rolls back: no new key, the old expiry as it was', async () => {
-      const client = await connect();
-      const ns = randomNamespace();
-      const store = redisStore(client, { namespace: ns });
-      try {
+      await onFreshStore(connect, async ({ client, namespace: ns, store }) => {
         const old = await makeStoredKey();
         await store.insert(old, { maxKeysPerOwner: 10 });
         const next = await makeStoredKey({ ownerId: old.ownerId });
         const lookupEntry = `${ns}:l:${next.lookup}`;
-        const target = client as unknown as { sendCommand(command: Command): unknown };
-        const original = target.sendCommand;
-        target.sendCommand = function (this: unknown, command: Command) {
-          const isCommit =
-            command.name === 'evalsha' &&
-            command.args[0] === scripts.commitEntry.sha &&
-            String(command.args[2]) === lookupEntry;
-          if (!isCommit) return original.call(this, command);
-          target.sendCommand = original;
-          void main.del(lookupEntry).then(() => original.call(this, command));
-          return command.promise;
-        };
+        const restore = expireClaimBeforeCommit(client, main, lookupEntry);
         const now = new Date();
         await expect(
           store.roll(old.ownerId, old.id, next, {
@@ -309,13 +273,11 @@ if (!reachable) {
             maxKeysPerOwner: 10,
           }),
         ).rejects.toThrow(/rolled back/);
-        target.sendCommand = original;
+        restore();
         expect(await store.listByOwner(old.ownerId)).toEqual([old]);
         expect(await store.findByLookup(old.lookup)).toEqual(old);
         expect(await store.findByLookup(next.lookup)).toBeNull();
-      } finally {
-        await deleteNamespace(client, ns);
-      }
+      });
     });
 
     it('scripts run twice (a call re-sent after a reconnect) give the same answers', async () => {
@@ -421,4 +383,27 @@ if (!reachable) {
       down.disconnect();
     });
   });
+}
+
+/**
+ * Stands in for a stall longer than a claim's TTL: the claim on `lookupEntry` vanishes
+ * (deleted through `other`) just before `client`'s commit of it reaches the server. Undoes
+ * itself after that one commit; the returned function undoes it if none came.
+ */
+function expireClaimBeforeCommit(client: Redis, other: Redis, lookupEntry: string): () => void {
+  const target = client as unknown as { sendCommand(command: Command): unknown };
+  const original = target.sendCommand;
+  target.sendCommand = function (this: unknown, command: Command) {
+    const isCommit =
+      command.name === 'evalsha' &&
+      command.args[0] === scripts.commitEntry.sha &&
+      String(command.args[2]) === lookupEntry;
+    if (!isCommit) return original.call(this, command);
+    target.sendCommand = original;
+    void other.del(lookupEntry).then(() => original.call(this, command));
+    return command.promise;
+  };
+  return () => {
+    target.sendCommand = original;
+  };
 }

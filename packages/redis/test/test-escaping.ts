@@ -5,7 +5,7 @@ import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump
 import { migrateRedisStore } from '../src/migrate.js';
 import { redisStore } from '../src/redis-store.js';
 import type { RedisClient } from '../src/scripts.js';
-import { randomNamespace } from './test-support.js';
+import { onFreshStore, randomNamespace } from './test-support.js';
 
 /** Owner ids with each kind of whitespace the key names once held raw. */
 export const WHITESPACE_OWNERS = ['a\tb', 'a\nb', 'a b', 'a\rb', 'a\u00a0b', 'a\u2028b'];
@@ -68,10 +68,7 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
     });
 
     it('keys written by the first layout migrate once, then are found, listed, updated, used and deleted', async () => {
-      const client = await connect();
-      const namespace = randomNamespace();
-      const store = redisStore(client, { namespace });
-      try {
+      await onFreshStore(connect, async ({ client, namespace, store }) => {
         const old = await Promise.all(
           WHITESPACE_OWNERS.map((ownerId) => makeStoredKey({ ownerId })),
         );
@@ -107,16 +104,11 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
           expect(await store.findByLookup(key.lookup)).toBeNull();
         }
         expect(await namespaceKeys(client, namespace)).toEqual([]);
-      } finally {
-        await deleteNamespace(client, namespace);
-      }
+      });
     });
 
     it('a migration interrupted half way finishes on the next run', async () => {
-      const client = await connect();
-      const namespace = randomNamespace();
-      const store = redisStore(client, { namespace });
-      try {
+      await onFreshStore(connect, async ({ client, namespace, store }) => {
         const key = await makeStoredKey({ ownerId: 'tab\there' });
         await writeFirstLayout(client, namespace, key);
         // What a run stopped after the copy leaves: the record at both names, entries old.
@@ -129,9 +121,7 @@ export function describeOwnerIdEscaping(label: string, connect: () => Promise<Re
         expect(await store.findByLookup(key.lookup)).toEqual(key);
         expect(await store.delete(key.ownerId, key.id)).toBe(true);
         expect(await namespaceKeys(client, namespace)).toEqual([]);
-      } finally {
-        await deleteNamespace(client, namespace);
-      }
+      });
     });
   });
 }

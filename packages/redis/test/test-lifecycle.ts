@@ -7,7 +7,7 @@ import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump
 import { escapePart, formatIndexEntry, keyLayout } from '../src/key-layout.js';
 import { redisStore } from '../src/redis-store.js';
 import { deleteTreeRecords, type RedisClient } from '../src/scripts.js';
-import { randomNamespace } from './test-support.js';
+import { onFreshStore, randomNamespace } from './test-support.js';
 
 /**
  * Test fixture: writes a key exactly as the store did before expiry, scopes, metadata and
@@ -52,10 +52,7 @@ const asV1 = (key: StoredKey): StoredKey => ({
 export function describeLifecycleLayout(label: string, connect: () => Promise<RedisClient>): void {
   describe(`${label}: records written before the lifecycle fields`, () => {
     it('are found and listed with no expiry, every scope, empty metadata and no creator', async () => {
-      const client = await connect();
-      const namespace = randomNamespace();
-      const store = redisStore(client, { namespace });
-      try {
+      await onFreshStore(connect, async ({ client, namespace, store }) => {
         const ownerId = `owner ${randomUUID()}\t}`;
         const used = asV1(
           await makeStoredKey({ ownerId, lastUsedAt: new Date('2025-01-02T03:04:05.678Z') }),
@@ -67,16 +64,11 @@ export function describeLifecycleLayout(label: string, connect: () => Promise<Re
         const at = new Date('2025-06-01T00:00:00.001Z');
         await store.recordLastUsed([{ id: unused.id, lastUsedAt: at }]);
         expect(await store.findByLookup(unused.lookup)).toEqual({ ...unused, lastUsedAt: at });
-      } finally {
-        await deleteNamespace(client, namespace);
-      }
+      });
     });
 
     it('update() sets name, metadata and a first expiry, and never extends it', async () => {
-      const client = await connect();
-      const namespace = randomNamespace();
-      const store = redisStore(client, { namespace });
-      try {
+      await onFreshStore(connect, async ({ client, namespace, store }) => {
         const key = asV1(await makeStoredKey());
         await writeV1Key(client, namespace, key);
         const sooner = new Date('2030-01-01T00:00:00.000Z');
@@ -91,16 +83,11 @@ export function describeLifecycleLayout(label: string, connect: () => Promise<Re
         const found = await store.findByLookup(key.lookup);
         expect(Object.keys(found?.metadata ?? {})).toEqual(['z', 'a']);
         expect(found?.scopes).toEqual(['*']);
-      } finally {
-        await deleteNamespace(client, namespace);
-      }
+      });
     });
 
     it('roll() counts them against the cap and shortens a v1 key that never expired', async () => {
-      const client = await connect();
-      const namespace = randomNamespace();
-      const store = redisStore(client, { namespace });
-      try {
+      await onFreshStore(connect, async ({ client, namespace, store }) => {
         const old = asV1(await makeStoredKey());
         const sibling = asV1(await makeStoredKey({ ownerId: old.ownerId }));
         for (const key of [old, sibling]) await writeV1Key(client, namespace, key);
@@ -121,16 +108,11 @@ export function describeLifecycleLayout(label: string, connect: () => Promise<Re
           ...old,
           expiresAt: previousExpiresAt,
         });
-      } finally {
-        await deleteNamespace(client, namespace);
-      }
+      });
     });
 
     it('deleteTree() takes a v1 root with its v2 children; delete() takes a v1 key; nothing is left', async () => {
-      const client = await connect();
-      const namespace = randomNamespace();
-      const store = redisStore(client, { namespace });
-      try {
+      await onFreshStore(connect, async ({ client, namespace, store }) => {
         const ownerId = `owner_${randomUUID()}`;
         const root = asV1(await makeStoredKey({ ownerId }));
         const other = asV1(await makeStoredKey({ ownerId }));
@@ -150,9 +132,7 @@ export function describeLifecycleLayout(label: string, connect: () => Promise<Re
         expect(await store.listByOwner(ownerId)).toEqual([other]);
         expect(await store.delete(ownerId, other.id)).toBe(true);
         expect(await namespaceKeys(client, namespace)).toEqual([]);
-      } finally {
-        await deleteNamespace(client, namespace);
-      }
+      });
     });
   });
 

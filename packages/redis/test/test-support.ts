@@ -16,6 +16,25 @@ export function randomNamespace(): string {
   return `kwtest-${randomUUID().slice(0, 8)}`;
 }
 
+/** Runs `test` on a store in a namespace of its own, on a new connection, and deletes the
+ * namespace afterwards whatever happens. */
+export async function onFreshStore<Client extends RedisClient>(
+  connect: () => Promise<Client>,
+  test: (fresh: {
+    client: Client;
+    namespace: string;
+    store: ReturnType<typeof redisStore>;
+  }) => Promise<void>,
+): Promise<void> {
+  const client = await connect();
+  const namespace = randomNamespace();
+  try {
+    await test({ client, namespace, store: redisStore(client, { namespace }) });
+  } finally {
+    await deleteNamespace(client, namespace);
+  }
+}
+
 /** The names of the commands a client sends while `action` runs. Wraps the one method
  * every command goes through, pipelined ones included. */
 export async function countCommands(

@@ -42,39 +42,19 @@ describe('key service: a revoke the store answers late or not at all', () => {
   });
 
   it('a delete that fails outright: 503, and the key leaves both instances’ caches', async () => {
-    const inner = memoryStore();
-    let down = false;
-    const store: KeyStore = {
-      ...inner,
-      delete: (ownerId, id) =>
-        down ? Promise.reject(new Error('ECONNRESET')) : inner.delete(ownerId, id),
-    };
-    const bus = memoryBus();
-    const a = service({ store, bus });
-    const b = service({ store, bus });
-    await Promise.all([a.ready(), b.ready()]);
+    const { a, b, deleteFails } = await twoInstancesWhoseDeleteCanFail();
     const { rawKey, id } = await a.create('acct_1', 'k');
     for (const s of [a, b]) expect((await s.verify(rawKey)).ok).toBe(true);
-    down = true;
+    deleteFails();
     await expect(a.revoke('acct_1', id)).rejects.toMatchObject({ code: 'service_unavailable' });
     for (const s of [a, b]) expect(s.verifyCached(rawKey)).toBeUndefined();
   });
 
   it('a failed revoke naming another account’s key id evicts that key nowhere', async () => {
-    const inner = memoryStore();
-    let down = false;
-    const store: KeyStore = {
-      ...inner,
-      delete: (ownerId, id) =>
-        down ? Promise.reject(new Error('ECONNRESET')) : inner.delete(ownerId, id),
-    };
-    const bus = memoryBus();
-    const a = service({ store, bus });
-    const b = service({ store, bus });
-    await Promise.all([a.ready(), b.ready()]);
+    const { a, b, deleteFails } = await twoInstancesWhoseDeleteCanFail();
     const victim = await a.create('acct_victim', 'k');
     for (const s of [a, b]) expect((await s.verify(victim.rawKey)).ok).toBe(true);
-    down = true;
+    deleteFails();
     // While the store is down nobody can check who owns the id: the attacker's revoke
     // fails, and the victim's key stays cached (served) on both instances.
     await expect(a.revoke('acct_attacker', victim.id)).rejects.toMatchObject({
@@ -88,3 +68,26 @@ describe('key service: a revoke the store answers late or not at all', () => {
     for (const s of [a, b]) expect(s.verifyCached(victim.rawKey)).toBeUndefined();
   });
 });
+
+/** Two instances on one store and one bus, and a switch after which every delete of the
+ * store fails outright. */
+async function twoInstancesWhoseDeleteCanFail() {
+  const inner = memoryStore();
+  let down = false;
+  const store: KeyStore = {
+    ...inner,
+    delete: (ownerId, id) =>
+      down ? Promise.reject(new Error('ECONNRESET')) : inner.delete(ownerId, id),
+  };
+  const bus = memoryBus();
+  const a = service({ store, bus });
+  const b = service({ store, bus });
+  await Promise.all([a.ready(), b.ready()]);
+  return {
+    a,
+    b,
+    deleteFails: () => {
+      down = true;
+    },
+  };
+}

@@ -2,11 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { createKeyService } from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { type Command, Redis } from 'ioredis';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { deleteNamespace, dumpNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
 import { REDIS_URL, redisReachable } from '../../../test/support/services.js';
 import { migrateRedisStore } from '../src/migrate.js';
-import { redisBus } from '../src/redis-bus.js';
 import { redisStore } from '../src/redis-store.js';
 import * as scripts from '../src/scripts.js';
 import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
@@ -15,6 +14,7 @@ import {
   countCommands,
   countSocketWrites,
   describeBusDelivery,
+  describeBusResync,
   describeContention,
   describeNoOrphans,
   onFreshStore,
@@ -54,26 +54,17 @@ if (!reachable) {
   describeOwnerIdEscaping('redis (single server)', () => connect());
   describeLifecycleLayout('redis (single server)', () => connect());
 
-  it('redis (single server): a bus whose subscriber connection is killed subscribes again, calls onResync, and delivers', async () => {
-    const [publisher, subscriber] = await Promise.all([connect(), connect()]);
-    // Only this connection is killed: the server is shared. Asked before it is in
-    // subscriber mode, where CLIENT is refused.
-    const id = await subscriber.client('ID');
-    const channel = `kwtest:${randomUUID()}`;
-    const errors: unknown[] = [];
-    const bus = redisBus({ publisher, subscriber, channel, onError: (e) => errors.push(e) });
-    const events: string[] = [];
-    let resyncs = 0;
-    const stop = await bus.subscribe((event) => events.push(event.keyId), {
-      onResync: () => resyncs++,
-    });
-    expect(await publisher.client('KILL', 'ID', String(id))).toBe(1);
-    await vi.waitFor(() => expect(resyncs).toBe(1));
-    await bus.publish({ type: 'revoked', keyId: 'key_after' });
-    await vi.waitFor(() => expect(events).toEqual(['key_after']));
-    await stop();
-    expect(errors).toEqual([]);
-  });
+  // Only the subscriber's connection is killed: the server is shared.
+  describeBusResync(
+    'redis (single server)',
+    () => connect(),
+    async (subscriber) => {
+      const id = await subscriber.client('ID');
+      return async () => {
+        expect(await main.client('KILL', 'ID', String(id))).toBe(1);
+      };
+    },
+  );
 
   describe('redis (single server): round trips and options', () => {
     it('recordLastUsed() takes one round trip per batch, and none for an empty batch', async () => {

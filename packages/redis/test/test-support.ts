@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { InvalidationEvent, KeyStore, StoredKey } from '@keyward/core';
 import { makeStoredKey } from '@keyward/testing';
 import type { Command, Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump.js';
 import { redisBus } from '../src/redis-bus.js';
 import { redisStore } from '../src/redis-store.js';
@@ -186,6 +186,36 @@ export function describeContention(label: string, connect: () => Promise<RedisCl
         }
       });
     }
+  });
+}
+
+/**
+ * A bus whose subscriber connection is killed subscribes again, calls `onResync` and
+ * delivers. `prepareKill` runs before the subscription (a single server refuses CLIENT on
+ * a connection in subscriber mode) and returns what kills the subscriber's connection.
+ */
+export function describeBusResync<Client extends RedisClient>(
+  label: string,
+  connect: () => Promise<Client>,
+  prepareKill: (subscriber: Client) => Promise<() => Promise<void>>,
+): void {
+  it(`${label}: a bus whose subscriber connection is killed subscribes again, calls onResync, and delivers`, async () => {
+    const [publisher, subscriber] = await Promise.all([connect(), connect()]);
+    const kill = await prepareKill(subscriber);
+    const channel = `kwtest:${randomUUID()}`;
+    const errors: unknown[] = [];
+    const bus = redisBus({ publisher, subscriber, channel, onError: (e) => errors.push(e) });
+    const events: string[] = [];
+    let resyncs = 0;
+    const stop = await bus.subscribe((event) => events.push(event.keyId), {
+      onResync: () => resyncs++,
+    });
+    await kill();
+    await vi.waitFor(() => expect(resyncs).toBe(1));
+    await bus.publish({ type: 'revoked', keyId: 'key_after' });
+    await vi.waitFor(() => expect(events).toEqual(['key_after']));
+    await stop();
+    expect(errors).toEqual([]);
   });
 }
 

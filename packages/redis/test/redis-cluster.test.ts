@@ -13,6 +13,7 @@ import {
   describeBusResync,
   describeContention,
   describeNoOrphans,
+  onFreshStore,
   randomNamespace,
 } from './test-support.js';
 
@@ -75,64 +76,62 @@ if (!cluster) {
     });
 
     it("keeps each owner's keys in one slot, owners spread over several slots", async () => {
-      const ns = randomNamespace();
-      const store = redisStore(main, { namespace: ns });
-      try {
-        const owners = Array.from({ length: 12 }, () => `owner_${randomUUID()}`);
-        for (const ownerId of owners) {
-          for (let i = 0; i < 2; i++) {
-            await store.insert(await makeStoredKey({ ownerId }), { maxKeysPerOwner: 5 });
+      await onFreshStore(
+        async () => main,
+        async ({ namespace: ns, store }) => {
+          const owners = Array.from({ length: 12 }, () => `owner_${randomUUID()}`);
+          for (const ownerId of owners) {
+            for (let i = 0; i < 2; i++) {
+              await store.insert(await makeStoredKey({ ownerId }), { maxKeysPerOwner: 5 });
+            }
           }
-        }
-        const slotOf = async (key: string) => Number(await main.cluster('KEYSLOT', key));
-        const ownerSlots = new Set<number>();
-        for (const ownerId of owners) {
-          const slots = new Set(
-            await Promise.all(
-              (await namespaceKeys(main, ns))
-                .filter((key) => key.startsWith(`${ns}:{o:${ownerId}}`))
-                .map(slotOf),
-            ),
-          );
-          expect(slots.size).toBe(1);
-          for (const slot of slots) ownerSlots.add(slot);
-          expect(await store.listByOwner(ownerId)).toHaveLength(2);
-        }
-        expect(ownerSlots.size).toBeGreaterThan(1);
-      } finally {
-        await deleteNamespace(main, ns);
-      }
+          const slotOf = async (key: string) => Number(await main.cluster('KEYSLOT', key));
+          const ownerSlots = new Set<number>();
+          for (const ownerId of owners) {
+            const slots = new Set(
+              await Promise.all(
+                (await namespaceKeys(main, ns))
+                  .filter((key) => key.startsWith(`${ns}:{o:${ownerId}}`))
+                  .map(slotOf),
+              ),
+            );
+            expect(slots.size).toBe(1);
+            for (const slot of slots) ownerSlots.add(slot);
+            expect(await store.listByOwner(ownerId)).toHaveLength(2);
+          }
+          expect(ownerSlots.size).toBeGreaterThan(1);
+        },
+      );
     });
 
     it('recordLastUsed() resolves ids, then sends one script call per owner', async () => {
-      const ns = randomNamespace();
-      const store = redisStore(main, { namespace: ns });
-      try {
-        const [ownerA, ownerB] = [`owner_${randomUUID()}`, `owner_${randomUUID()}`];
-        const keys = await Promise.all([
-          makeStoredKey({ ownerId: ownerA }),
-          makeStoredKey({ ownerId: ownerA }),
-          makeStoredKey({ ownerId: ownerB }),
-        ]);
-        for (const key of keys) await store.insert(key, { maxKeysPerOwner: 5 });
-        const at = new Date('2025-06-01T12:00:00.321Z');
-        await store.recordLastUsed(keys.map((k) => ({ id: k.id, lastUsedAt: at })));
-        const sent = await countCommands(main, () =>
-          store.recordLastUsed([
-            ...keys.map((k) => ({ id: k.id, lastUsedAt: new Date(at.getTime() + 1) })),
-            { id: 'key_unknown0000000000000', lastUsedAt: at },
-          ]),
-        );
-        expect(sent.filter((name) => name === 'get')).toHaveLength(4);
-        expect(sent.filter((name) => name === 'evalsha')).toHaveLength(2);
-        for (const key of keys) {
-          expect((await store.findByLookup(key.lookup))?.lastUsedAt).toEqual(
-            new Date(at.getTime() + 1),
+      await onFreshStore(
+        async () => main,
+        async ({ store }) => {
+          const [ownerA, ownerB] = [`owner_${randomUUID()}`, `owner_${randomUUID()}`];
+          const keys = await Promise.all([
+            makeStoredKey({ ownerId: ownerA }),
+            makeStoredKey({ ownerId: ownerA }),
+            makeStoredKey({ ownerId: ownerB }),
+          ]);
+          for (const key of keys) await store.insert(key, { maxKeysPerOwner: 5 });
+          const at = new Date('2025-06-01T12:00:00.321Z');
+          await store.recordLastUsed(keys.map((k) => ({ id: k.id, lastUsedAt: at })));
+          const sent = await countCommands(main, () =>
+            store.recordLastUsed([
+              ...keys.map((k) => ({ id: k.id, lastUsedAt: new Date(at.getTime() + 1) })),
+              { id: 'key_unknown0000000000000', lastUsedAt: at },
+            ]),
           );
-        }
-      } finally {
-        await deleteNamespace(main, ns);
-      }
+          expect(sent.filter((name) => name === 'get')).toHaveLength(4);
+          expect(sent.filter((name) => name === 'evalsha')).toHaveLength(2);
+          for (const key of keys) {
+            expect((await store.findByLookup(key.lookup))?.lastUsedAt).toEqual(
+              new Date(at.getTime() + 1),
+            );
+          }
+        },
+      );
     });
   });
 }

@@ -159,82 +159,79 @@ if (!reachable) {
     });
 
     it('an owner id holding braces and spaces stays in its own keys', async () => {
-      const ns = randomNamespace();
-      const store = redisStore(main, { namespace: ns });
-      try {
-        const tricky = await makeStoredKey({ ownerId: 'a} {b %7D' });
-        const plain = await makeStoredKey({ ownerId: 'a%7D {b } ' });
-        await store.insert(tricky, { maxKeysPerOwner: 1 });
-        expect(await store.insert(plain, { maxKeysPerOwner: 1 })).toEqual({ ok: true });
-        expect(await store.listByOwner(tricky.ownerId)).toEqual([tricky]);
-        expect(await store.findByLookup(plain.lookup)).toEqual(plain);
-        await store.recordLastUsed([{ id: tricky.id, lastUsedAt: new Date(5) }]);
-        expect((await store.findByLookup(tricky.lookup))?.lastUsedAt).toEqual(new Date(5));
-      } finally {
-        await deleteNamespace(main, ns);
-      }
+      await onFreshStore(
+        async () => main,
+        async ({ store }) => {
+          const tricky = await makeStoredKey({ ownerId: 'a} {b %7D' });
+          const plain = await makeStoredKey({ ownerId: 'a%7D {b } ' });
+          await store.insert(tricky, { maxKeysPerOwner: 1 });
+          expect(await store.insert(plain, { maxKeysPerOwner: 1 })).toEqual({ ok: true });
+          expect(await store.listByOwner(tricky.ownerId)).toEqual([tricky]);
+          expect(await store.findByLookup(plain.lookup)).toEqual(plain);
+          await store.recordLastUsed([{ id: tricky.id, lastUsedAt: new Date(5) }]);
+          expect((await store.findByLookup(tricky.lookup))?.lastUsedAt).toEqual(new Date(5));
+        },
+      );
     });
 
     it('a dangling lookup entry reads as null and does not block a later insert', async () => {
-      const ns = randomNamespace();
-      const store = redisStore(main, { namespace: ns });
-      try {
-        const key = await makeStoredKey();
-        await store.insert(key, { maxKeysPerOwner: 10 });
-        // What a crash between delete's steps leaves: the record gone, the index kept.
-        const lookupIndex = `${ns}:l:${key.lookup}`;
-        const idIndex = `${ns}:i:${key.id}`;
-        const [entry, idEntry] = await Promise.all([main.get(lookupIndex), main.get(idIndex)]);
-        await store.delete(key.ownerId, key.id);
-        await main.set(lookupIndex, entry ?? '');
-        await main.set(idIndex, idEntry ?? '');
-        expect(await store.findByLookup(key.lookup)).toBeNull();
-        await store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]);
-        expect(await store.listByOwner(key.ownerId)).toEqual([]);
+      await onFreshStore(
+        async () => main,
+        async ({ namespace: ns, store }) => {
+          const key = await makeStoredKey();
+          await store.insert(key, { maxKeysPerOwner: 10 });
+          // What a crash between delete's steps leaves: the record gone, the index kept.
+          const lookupIndex = `${ns}:l:${key.lookup}`;
+          const idIndex = `${ns}:i:${key.id}`;
+          const [entry, idEntry] = await Promise.all([main.get(lookupIndex), main.get(idIndex)]);
+          await store.delete(key.ownerId, key.id);
+          await main.set(lookupIndex, entry ?? '');
+          await main.set(idIndex, idEntry ?? '');
+          expect(await store.findByLookup(key.lookup)).toBeNull();
+          await store.recordLastUsed([{ id: key.id, lastUsedAt: new Date() }]);
+          expect(await store.listByOwner(key.ownerId)).toEqual([]);
 
-        // The same id reused with a new lookup: the old entry must not resolve to it.
-        const reused = await makeStoredKey({ id: key.id, ownerId: key.ownerId });
-        expect(await store.insert(reused, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
-        expect(await store.findByLookup(key.lookup)).toBeNull();
-        // And the same lookup again, under another owner: the entry is taken over.
-        const again = await makeStoredKey({ lookup: key.lookup });
-        expect(await store.insert(again, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
-        expect(await store.findByLookup(key.lookup)).toEqual(again);
-        expect(await store.findByLookup(reused.lookup)).toEqual(reused);
-      } finally {
-        await deleteNamespace(main, ns);
-      }
+          // The same id reused with a new lookup: the old entry must not resolve to it.
+          const reused = await makeStoredKey({ id: key.id, ownerId: key.ownerId });
+          expect(await store.insert(reused, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
+          expect(await store.findByLookup(key.lookup)).toBeNull();
+          // And the same lookup again, under another owner: the entry is taken over.
+          const again = await makeStoredKey({ lookup: key.lookup });
+          expect(await store.insert(again, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
+          expect(await store.findByLookup(key.lookup)).toEqual(again);
+          expect(await store.findByLookup(reused.lookup)).toEqual(reused);
+        },
+      );
     });
 
     it('a committed insert leaves permanent entries; a crashed one only expiring claims', async () => {
-      const ns = randomNamespace();
-      const store = redisStore(main, { namespace: ns });
-      try {
-        const key = await makeStoredKey();
-        await store.insert(key, { maxKeysPerOwner: 10 });
-        expect(await main.pttl(`${ns}:l:${key.lookup}`)).toBe(-1);
-        expect(await main.pttl(`${ns}:i:${key.id}`)).toBe(-1);
+      await onFreshStore(
+        async () => main,
+        async ({ namespace: ns, store }) => {
+          const key = await makeStoredKey();
+          await store.insert(key, { maxKeysPerOwner: 10 });
+          expect(await main.pttl(`${ns}:l:${key.lookup}`)).toBe(-1);
+          expect(await main.pttl(`${ns}:i:${key.id}`)).toBe(-1);
 
-        // What an insert that died after claiming its lookup part leaves behind.
-        const crashed = await makeStoredKey();
-        await main.set(
-          `${ns}:l:${crashed.lookup}`,
-          `${crashed.ownerId} ${crashed.id} n0nce`,
-          'PX',
-          300,
-        );
-        const next = await makeStoredKey({ lookup: crashed.lookup });
-        await expect(store.insert(next, { maxKeysPerOwner: 10 })).rejects.toMatchObject({
-          name: 'KeyCollisionError',
-          field: 'lookup',
-        });
-        expect(await store.findByLookup(crashed.lookup)).toBeNull();
-        await new Promise((resolve) => setTimeout(resolve, 350));
-        expect(await store.insert(next, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
-        expect(await store.findByLookup(next.lookup)).toEqual(next);
-      } finally {
-        await deleteNamespace(main, ns);
-      }
+          // What an insert that died after claiming its lookup part leaves behind.
+          const crashed = await makeStoredKey();
+          await main.set(
+            `${ns}:l:${crashed.lookup}`,
+            `${crashed.ownerId} ${crashed.id} n0nce`,
+            'PX',
+            300,
+          );
+          const next = await makeStoredKey({ lookup: crashed.lookup });
+          await expect(store.insert(next, { maxKeysPerOwner: 10 })).rejects.toMatchObject({
+            name: 'KeyCollisionError',
+            field: 'lookup',
+          });
+          expect(await store.findByLookup(crashed.lookup)).toBeNull();
+          await new Promise((resolve) => setTimeout(resolve, 350));
+          expect(await store.insert(next, { maxKeysPerOwner: 10 })).toEqual({ ok: true });
+          expect(await store.findByLookup(next.lookup)).toEqual(next);
+        },
+      );
     });
 
     it('an insert whose claim expired before its commit rolls back and throws', async () => {

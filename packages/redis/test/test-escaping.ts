@@ -5,7 +5,7 @@ import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump
 import { migrateRedisStore } from '../src/migrate.js';
 import { redisStore } from '../src/redis-store.js';
 import type { RedisClient } from '../src/scripts.js';
-import { onFreshStore, randomNamespace } from './test-support.js';
+import { onFreshStore, randomNamespace, v1Record } from './test-support.js';
 
 /** Owner ids with each kind of whitespace the key names once held raw. */
 export const WHITESPACE_OWNERS = ['a\tb', 'a\nb', 'a b', 'a\rb', 'a\u00a0b', 'a\u2028b'];
@@ -23,16 +23,7 @@ export async function writeFirstLayout(
     part.replace(/[%{} ]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   const [owner, id] = [escapeOld(key.ownerId), escapeOld(key.id)];
   const value = `${owner} ${id} n0nce-${id}`;
-  await client.hset(`${namespace}:{o:${owner}}:k:${id}`, {
-    id: key.id,
-    ownerId: key.ownerId,
-    name: key.name,
-    lookup: key.lookup,
-    hash: key.hash,
-    keyPrefix: key.keyPrefix,
-    keySuffix: key.keySuffix,
-    createdAt: String(key.createdAt.getTime()),
-  });
+  await client.hset(`${namespace}:{o:${owner}}:k:${id}`, v1Record(key));
   await client.zadd(`${namespace}:{o:${owner}}:ids`, key.createdAt.getTime(), key.id);
   await client.set(`${namespace}:i:${id}`, value);
   await client.set(`${namespace}:l:${escapeOld(key.lookup)}`, value);

@@ -7,7 +7,7 @@ import { deleteNamespace, namespaceKeys } from '../../../test/support/redis-dump
 import { escapePart, formatIndexEntry, keyLayout } from '../src/key-layout.js';
 import { redisStore } from '../src/redis-store.js';
 import { deleteTreeRecords, type RedisClient } from '../src/scripts.js';
-import { onFreshStore, randomNamespace } from './test-support.js';
+import { onFreshStore, randomNamespace, v1Record } from './test-support.js';
 
 /**
  * Test fixture: writes a key exactly as the store did before expiry, scopes, metadata and
@@ -23,14 +23,7 @@ export async function writeV1Key(
   const [owner, id] = [escapePart(key.ownerId), escapePart(key.id)];
   const value = formatIndexEntry(owner, id, `n0nce${randomUUID().slice(0, 8)}`);
   await client.hset(layout.record(owner, id), {
-    id: key.id,
-    ownerId: key.ownerId,
-    name: key.name,
-    lookup: key.lookup,
-    hash: key.hash,
-    keyPrefix: key.keyPrefix,
-    keySuffix: key.keySuffix,
-    createdAt: String(key.createdAt.getTime()),
+    ...v1Record(key),
     ...(key.lastUsedAt && { lastUsedAt: String(key.lastUsedAt.getTime()) }),
   });
   await client.zadd(layout.ownerIds(owner), key.createdAt.getTime(), key.id);

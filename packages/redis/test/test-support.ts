@@ -16,6 +16,21 @@ export function randomNamespace(): string {
   return `kwtest-${randomUUID().slice(0, 8)}`;
 }
 
+/** A key's record hash as the first versions of the store wrote it: the fields that
+ * existed before expiry, scopes, metadata and createdBy. */
+export function v1Record(key: StoredKey): Record<string, string> {
+  return {
+    id: key.id,
+    ownerId: key.ownerId,
+    name: key.name,
+    lookup: key.lookup,
+    hash: key.hash,
+    keyPrefix: key.keyPrefix,
+    keySuffix: key.keySuffix,
+    createdAt: String(key.createdAt.getTime()),
+  };
+}
+
 /** Runs `test` on a store in a namespace of its own, on a new connection, and deletes the
  * namespace afterwards whatever happens. */
 export async function onFreshStore<Client extends RedisClient>(

@@ -303,9 +303,10 @@ export function describeBusDelivery(label: string, connect: () => Promise<RedisC
       await publisher.publish(channel, 'not json');
       await publisher.publish(channel, JSON.stringify({ type: 'deleted', keyId: 'key_1' }));
       await bus.publish({ type: 'revoked', keyId: 'key_2' });
-      await until(() => got.length === 1);
+      // On a Cluster the raw publishes may travel another way than the bus's: wait for all.
+      await until(() => got.length === 1 && errors.length === 3);
       expect(got).toEqual([{ type: 'revoked', keyId: 'key_2' }]);
-      expect(errors.splice(0).map(String)).toEqual([
+      expect(errors.splice(0).map(String).sort()).toEqual([
         `Error: keyward: ignored a malformed event on channel "${channel}".`,
         `Error: keyward: ignored a malformed event on channel "${channel}".`,
         'Error: listener bug',

@@ -6,6 +6,7 @@
  */
 import { hash } from 'node:crypto';
 import { createHttpHandler, createKeyService, memoryStore } from '@keyward/core';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { median } from './stats.js';
 
 const ROUNDS = 7;
@@ -13,7 +14,7 @@ const CALLS = Number(process.env.BENCH_HOT_PATH_CALLS ?? 200_000);
 
 const service = createKeyService({
   store: memoryStore(),
-  argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+  argon2: CHEAP_ARGON2,
 });
 const http = createHttpHandler(service);
 const { rawKey } = await service.create('acct_bench', 'hot path');

@@ -23,16 +23,27 @@ export interface BenchKey {
   record: StoredKey;
 }
 
+export interface KeySpread {
+  /** How many owners the keys are spread over, round robin. @default 16 */
+  owners?: number;
+  /** The `i`-th key's name. @default `bench key ${i}` */
+  name?: (i: number) => string;
+}
+
 /** `count` keys with their store records, spread over a few owners. */
-export async function makeKeys(count: number, argon2: Argon2Options): Promise<BenchKey[]> {
+export async function makeKeys(
+  count: number,
+  argon2: Argon2Options,
+  { owners = 16, name = (i) => `bench key ${i}` }: KeySpread = {},
+): Promise<BenchKey[]> {
   const createdAt = new Date();
   return Promise.all(
     Array.from({ length: count }, async (_, i) => {
       const generated = generateKey(DEFAULT_KEY_PREFIX);
       const record: StoredKey = {
         id: generateKeyId(),
-        ownerId: `bench_owner_${i % 16}`,
-        name: `bench key ${i}`,
+        ownerId: `bench_owner_${i % owners}`,
+        name: name(i),
         lookup: generated.lookup,
         hash: await hashKey(generated.rawKey, argon2),
         keyPrefix: generated.keyPrefix,

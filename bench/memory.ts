@@ -7,20 +7,15 @@
  * every string it holds; an in-memory store would share them and make the cache look
  * smaller than it is in production.
  */
-import {
-  createKeyService,
-  generateKey,
-  generateKeyId,
-  hashKey,
-  type KeyStore,
-  memoryStore,
-  type StoredKey,
-} from '@keyward/core';
+import { createKeyService, type KeyStore, memoryStore, type StoredKey } from '@keyward/core';
+import { CHEAP_ARGON2 } from '@keyward/testing';
+import { makeKeys } from './keys.js';
 
 const KEYS = Number(process.env.BENCH_MEMORY_KEYS ?? 100_000);
 /** The budget: 64 MiB per 100,000 keys. */
 const LIMIT_MIB = (64 * KEYS) / 100_000;
-const CHEAP_ARGON2 = { memoryCost: 8, timeCost: 1, parallelism: 1, allowWeakParameters: true };
+/** Cheaper still than the tests' settings: 100,000 hashes at 1 MiB would take minutes. */
+const NEAR_FREE_ARGON2 = { ...CHEAP_ARGON2, memoryCost: 8 };
 /** Verifications in flight at once: under the default argon2 queue bound (64). */
 const BATCH = 48;
 
@@ -38,36 +33,20 @@ const driverLike: KeyStore = {
   async recordLastUsed() {},
 };
 
-const rawKeys: string[] = [];
-const createdAt = new Date();
-for (let start = 0; start < KEYS; start += 1000) {
-  const batch = Array.from({ length: Math.min(1000, KEYS - start) }, async (_, i) => {
-    const generated = generateKey();
-    const record: StoredKey = {
-      id: generateKeyId(),
-      ownerId: `acct_${(start + i) % 5000}`,
-      name: `Production server ${start + i}`,
-      lookup: generated.lookup,
-      hash: await hashKey(generated.rawKey, CHEAP_ARGON2),
-      keyPrefix: generated.keyPrefix,
-      keySuffix: generated.keySuffix,
-      createdAt,
-      lastUsedAt: null,
-      expiresAt: null,
-      scopes: ['*'],
-      metadata: {},
-      createdBy: null,
-    };
-    await inner.insert(record, { maxKeysPerOwner: Number.MAX_SAFE_INTEGER });
-    return generated.rawKey;
-  });
-  rawKeys.push(...(await Promise.all(batch)));
+// Many owners and realistic names, as in production: both are held by the cache.
+const keys = await makeKeys(KEYS, NEAR_FREE_ARGON2, {
+  owners: 5000,
+  name: (i) => `Production server ${i}`,
+});
+for (const { record } of keys) {
+  await inner.insert(record, { maxKeysPerOwner: Number.MAX_SAFE_INTEGER });
 }
+const rawKeys = keys.map((key) => key.rawKey);
 
 const before = settledMemory();
 const service = createKeyService({
   store: driverLike,
-  argon2: CHEAP_ARGON2,
+  argon2: NEAR_FREE_ARGON2,
   cache: { max: KEYS, ttlMs: 3_600_000 },
   lastUsedFlushIntervalMs: 3_600_000,
 });

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { StoredKey } from '@keyward/core';
 import { kyselyStore, migrate } from '@keyward/kysely';
 import { redisStore } from '@keyward/redis';
+import { serviceUnavailable } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -53,7 +54,7 @@ async function setUpPostgres(records: StoredKey[]): Promise<StoreSetup | null> {
     await migrate(db, { table });
   } catch (error) {
     await db.destroy();
-    unreachable(`Postgres (${DATABASE_URL})`, error);
+    serviceUnavailable(`Postgres (${DATABASE_URL})`, error, 'rows');
     return null;
   }
   const close = async () => {
@@ -82,7 +83,7 @@ async function setUpRedis(records: StoredKey[]): Promise<StoreSetup | null> {
     await client.connect();
   } catch (error) {
     client.disconnect();
-    unreachable(`Redis (${REDIS_URL})`, error);
+    serviceUnavailable(`Redis (${REDIS_URL})`, error, 'rows');
     return null;
   }
   const close = async () => {
@@ -102,16 +103,4 @@ async function setUpRedis(records: StoredKey[]): Promise<StoreSetup | null> {
     throw error;
   }
   return { config: { redisUrl: REDIS_URL, namespace }, seedInChild: false, close };
-}
-
-function unreachable(service: string, error: unknown): void {
-  const detail = error instanceof Error ? error.message : String(error);
-  if (process.env.KEYWARD_REQUIRE_SERVICES === '1') {
-    throw new Error(
-      `${service} is required (KEYWARD_REQUIRE_SERVICES=1) but unreachable: ${detail}`,
-    );
-  }
-  console.warn(
-    `\n${'!'.repeat(72)}\n!! SKIPPING the ${service} rows: unreachable (${detail}).\n${'!'.repeat(72)}\n`,
-  );
 }

@@ -117,8 +117,11 @@ try {
   step('the installed conformance suites, with node and vitest');
   mkdirSync(join(app, 'suites'));
   for (const file of ['stores.test.ts', 'http.test.ts']) {
-    copyFileSync(join(root, 'scripts/consumer', file), join(app, 'suites', file));
+    // The workspace's shared helpers sit next to the suites in the scratch app.
+    const source = readFileSync(join(root, 'scripts/consumer', file), 'utf8');
+    writeFileSync(join(app, 'suites', file), source.replaceAll('../../test/support/', './'));
   }
+  copyFileSync(join(root, 'test/support/servers.ts'), join(app, 'suites/servers.ts'));
   run(
     'node',
     [

@@ -163,6 +163,7 @@ describe('Redis bus', () => {
       bus: redisBus({
         publisher: client(closed, { enableOfflineQueue: false }),
         subscriber: client(closed, { enableOfflineQueue: false }),
+        onError: () => {},
       }),
       onError: () => {},
     });

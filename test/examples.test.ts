@@ -13,7 +13,7 @@ afterAll(async () => {
 });
 
 describe.each(frameworks)('examples/%s', (framework) => {
-  it('starts on the memory store, prints a bootstrap key per account, and serves every curl of the spec', async () => {
+  it('starts on the memory store, prints a bootstrap key per account, and serves every curl of the README', async () => {
     const app = await startExample(framework, { DEMO_ACCOUNTS: 'demo, acme' });
     try {
       expect([...app.bootstrap.keys()]).toEqual(['demo', 'acme']);

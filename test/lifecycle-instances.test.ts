@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createKeyService, type KeyService } from '@keyward/core';
 import { kyselyStore, migrate, postgresBus } from '@keyward/kysely';
 import type { RunningServer } from '@keyward/testing';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,6 @@ import { DATABASE_URL, postgresReachable } from './support/services.js';
 const postgres = await postgresReachable();
 const GUARDED = '/test/protected';
 const BASE = '/v1/api-keys';
-const CHEAP_ARGON2 = { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true };
 const table = `keyward_life_${randomBytes(4).toString('hex')}`;
 const channel = `${table}_bus`;
 

@@ -1,5 +1,5 @@
 /**
- * Limits, on both adapters: each answers with its DESIGN.md status, nothing crashes, and
+ * Limits, on both adapters: each answers with its status from docs/design.md, nothing crashes, and
  * the server keeps serving afterwards. Where Node answers before any framework sees the
  * request (a header section over its 16 KiB limit, bytes its parser refuses), keyward
  * cannot answer at all: those tests pin down only that the server survives them.
@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { Agent, request as httpRequest, maxHeaderSize } from 'node:http';
 import { createKeyService, errorCodes, memoryStore } from '@keyward/core';
-import { errorBody, type RunningServer, sendRequest } from '@keyward/testing';
+import { CHEAP_ARGON2, errorBody, type RunningServer, sendRequest } from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exchange, type RawRequest, rawRequest } from './support/raw-http.js';
 import { startServer } from './support/servers.js';
@@ -20,7 +20,7 @@ describe.each(['express', 'fastify'] as const)('%s: limits', (adapter) => {
   const service = createKeyService({
     store: memoryStore(),
     maxKeysPerOwner: CAP,
-    argon2: { memoryCost: 64, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+    argon2: CHEAP_ARGON2,
   });
   let server: RunningServer;
   let healthKey: string;

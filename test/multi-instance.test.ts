@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type CreatedApiKey, createKeyService, type KeyService } from '@keyward/core';
 import { kyselyStore, migrate } from '@keyward/kysely';
 import { redisStore } from '@keyward/redis';
+import { CHEAP_ARGON2 } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
@@ -29,7 +30,6 @@ const GIVE_UP_MS = 2_000;
 const NO_BUS_TTL_MS = 1_000;
 // Argon2 at a fraction of OWASP's cost: hashing 200 keys and verifying each once on B is
 // setup, not what is measured. The PHC string carries the parameters to the instances.
-const CHEAP_ARGON2 = { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true };
 
 const suffix = () => randomBytes(5).toString('hex');
 const header = (key: CreatedApiKey) => ({ 'X-API-Key': key.rawKey });

@@ -2,7 +2,7 @@
  * Store outages under load, over real HTTP: the store's server is reached through a TCP
  * proxy that the test breaks and mends while several clients keep sending requests.
  *
- * The failure policy of DESIGN.md, observed from outside: an unverified key is never
+ * The failure policy of docs/design.md, observed from outside: an unverified key is never
  * accepted nor refused during the outage (503 with Retry-After, never 200, 401 or 500),
  * cached keys keep working, a create leaves nothing behind, the service recovers by itself
  * once the store is back, and lastUsedAt values noted during the outage reach the store.
@@ -22,7 +22,7 @@ import {
 } from '@keyward/core';
 import { kyselyStore, migrate } from '@keyward/kysely';
 import { redisStore } from '@keyward/redis';
-import { type RunningServer, sendRequest } from '@keyward/testing';
+import { CHEAP_ARGON2, type RunningServer, sendRequest } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -252,7 +252,7 @@ async function runScenario(adapter: Adapter, open: () => Promise<StoreUnderFault
   };
   const service = createKeyService({
     store,
-    argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+    argon2: CHEAP_ARGON2,
     storeTimeoutMs: STORE_TIMEOUT_MS,
     lastUsedFlushIntervalMs: 200,
     onError: (error) => serviceErrors.push(error),

@@ -29,7 +29,7 @@ import {
 } from '@keyward/core';
 import { kyselyStore, migrate, postgresBus } from '@keyward/kysely';
 import { redisBus, redisStore } from '@keyward/redis';
-import { faultyStore, sendRequest, type TestRequest } from '@keyward/testing';
+import { CHEAP_ARGON2, faultyStore, sendRequest, type TestRequest } from '@keyward/testing';
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
@@ -390,7 +390,7 @@ const inProcessStores: Array<[string, boolean, () => Promise<InProcessStore>]> =
       await spy.subscribe(channel);
       return {
         store: redisStore(client, { namespace }),
-        bus: redisBus({ publisher: client, subscriber, channel }),
+        bus: redisBus({ publisher: client, subscriber, channel, onError: reportBusError }),
         busMessages: () => messages,
         dump: () => redisAsEvidence(client, `${namespace}:*`),
         close: async () => {
@@ -450,7 +450,7 @@ async function runBothAdapters(target: InProcessStore, evidence: Evidence[]): Pr
       store,
       bus: target.bus,
       maxKeysPerOwner: CAP,
-      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+      argon2: CHEAP_ARGON2,
       lastUsedFlushIntervalMs: 50,
       onError: (error) => {
         evidence.push({

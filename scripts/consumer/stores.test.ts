@@ -12,8 +12,8 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 
-const POSTGRES_URL = process.env.KEYWARD_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.KEYWARD_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const suffix = randomBytes(6).toString('hex');
 
 const memory = memoryStore();
@@ -53,7 +53,7 @@ const servers: AnyKysely[] = [];
 const postgres = () => {
   const db: AnyKysely = new Kysely({
     dialect: new PostgresDialect({
-      pool: new pg.Pool({ connectionString: POSTGRES_URL, max: 10, connectionTimeoutMillis: 3000 }),
+      pool: new pg.Pool({ connectionString: DATABASE_URL, max: 10, connectionTimeoutMillis: 3000 }),
     }),
   });
   servers.push(db);

@@ -3,13 +3,25 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
+export interface ExampleOptions {
+  /** Node flags before the loader's, e.g. `--expose-gc` for the soak's heap readings. */
+  nodeArgs?: string[];
+  /** Keep only about this many of the latest characters of output (the soak makes the
+   * example log a line per refused key, which is not worth keeping). @default all */
+  maxOutput?: number;
+}
+
 export interface RunningExample {
   url: string;
+  /** Where the diagnostics window answers, when KEYWARD_DIAGNOSTICS=1. */
+  diagnosticsUrl: string | undefined;
   /** `<account> -> rawKey` for the bootstrap keys printed on start. */
   bootstrap: Map<string, string>;
-  /** Everything the process printed so far, both streams. */
+  /** Everything the process printed so far, both streams (see `maxOutput`). */
   output(): string;
-  /** SIGTERM, then the exit code. */
+  /** The last `lines` lines of `output()`. */
+  tail(lines: number): string;
+  /** SIGTERM, then the exit code (`null` if a signal ended it). */
   stop(): Promise<number | null>;
   /** SIGKILL, for a test that gave up on a clean stop; then the exit. */
   kill(): Promise<void>;
@@ -19,18 +31,25 @@ export interface RunningExample {
 
 /**
  * Starts an example app as its `start` script does (node with tsx's loader on its entry
- * point) on a free port. Not through the tsx CLI: on a loaded machine it SIGKILLs a child
- * that takes more than a few ms to acknowledge SIGTERM, which would cut the clean shutdown
- * these tests check.
+ * point) on a free port, on the memory store unless `env` says otherwise. Not through the
+ * tsx CLI: on a loaded machine it SIGKILLs a child that takes more than a few ms to
+ * acknowledge SIGTERM, which would cut the clean shutdown the tests and the soak check.
  */
 export async function startExample(
   framework: 'express' | 'fastify',
   env: Record<string, string> = {},
+  options: ExampleOptions = {},
 ): Promise<RunningExample> {
   const started = Date.now();
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--conditions=keyward-source', '--import', 'tsx', `${root}examples/${framework}/src/main.ts`],
+    [
+      ...(options.nodeArgs ?? []),
+      '--conditions=keyward-source',
+      '--import',
+      'tsx',
+      `${root}examples/${framework}/src/main.ts`,
+    ],
     {
       cwd: `${root}examples/${framework}`,
       env: { ...process.env, PORT: '0', KEYWARD_STORE: 'memory', ...env },
@@ -38,12 +57,15 @@ export async function startExample(
     },
   );
   let out = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
+  // What the example printed until it said it listens: what the URLs and keys come from.
+  let startup: string | undefined;
+  const record = (chunk: Buffer) => {
     out += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    out += chunk.toString();
-  });
+    const max = options.maxOutput;
+    if (startup !== undefined && max !== undefined && out.length > 2 * max) out = out.slice(-max);
+  };
+  child.stdout?.on('data', record);
+  child.stderr?.on('data', record);
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   );
@@ -51,7 +73,8 @@ export async function startExample(
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`example did not start:\n${out}`)), 60_000);
     const check = () => {
-      if (out.includes('Ctrl-C stops the server.')) {
+      if (startup === undefined && out.includes('Ctrl-C stops the server.')) {
+        startup = out;
         clearTimeout(timer);
         resolve();
       }
@@ -63,19 +86,23 @@ export async function startExample(
     });
   });
   const startupMs = Date.now() - started;
-  const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
-  if (!url) throw new Error(`no URL in the example's output:\n${out}`);
+  const printed = startup ?? out;
+  const url = /listening on (http:\/\/\S+)/.exec(printed)?.[1];
+  if (!url) throw new Error(`no URL in the example's output:\n${redacted(printed)}`);
+  const diagnosticsUrl = /diagnostics \(KEYWARD_DIAGNOSTICS=1\): (\S+)/.exec(printed)?.[1];
   const bootstrap = new Map<string, string>();
-  for (const match of out.matchAll(/^(\S+) (rep_[0-9A-Za-z]{50})$/gm)) {
+  for (const match of printed.matchAll(/^(\S+) (rep_[0-9A-Za-z]{50})$/gm)) {
     bootstrap.set(match[1] as string, match[2] as string);
   }
   return {
     url,
+    diagnosticsUrl,
     bootstrap,
     startupMs,
     output: () => out,
+    tail: (lines) => out.trimEnd().split('\n').slice(-lines).join('\n'),
     async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       return exited;
     },
     async kill() {
@@ -83,4 +110,9 @@ export async function startExample(
       await exited;
     },
   };
+}
+
+/** Output fit for an error message: bootstrap keys masked. */
+function redacted(text: string): string {
+  return text.replace(/rep_\w{50}/g, 'rep_…');
 }

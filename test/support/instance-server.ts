@@ -65,7 +65,7 @@ async function openRedis(config: InstanceConfig): Promise<Backend> {
   return {
     store: redisStore(client, { namespace: config.namespace }),
     ...(subscriber && {
-      bus: redisBus({ publisher: client, subscriber, channel: config.channel }),
+      bus: redisBus({ publisher: client, subscriber, channel: config.channel, onError }),
     }),
     async close() {
       subscriber?.disconnect();

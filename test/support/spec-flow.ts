@@ -2,8 +2,9 @@ import { sendRequest } from '@keyward/testing';
 import { expect } from 'vitest';
 
 /**
- * Every curl of spec/api-keys.md against a running server, with the statuses and bodies
- * of DESIGN.md: create, list, rename, revoke, and the host's own guarded route.
+ * Every curl of the README against a running server, with the statuses and bodies of
+ * docs/design.md's HTTP contract: create, list, rename, revoke, and the host's own
+ * guarded route.
  */
 export async function runSpecFlow(url: string, rawKey: string): Promise<void> {
   const key = { 'X-API-Key': rawKey };

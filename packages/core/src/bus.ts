@@ -76,6 +76,29 @@ export function parseInvalidationEvent(payload: string): InvalidationEvent | nul
   }
 }
 
+/** Hands a payload received on `channel` to each listener, as every bus does: a malformed
+ * payload goes to `onError` instead, and so does what a listener throws, so one failing
+ * listener keeps the event from no other. Each listener gets its own copy. */
+export function deliverInvalidationEvent(
+  payload: string,
+  listeners: Iterable<(event: InvalidationEvent) => void>,
+  onError: (error: unknown) => void,
+  channel: string,
+): void {
+  const event = parseInvalidationEvent(payload);
+  if (!event) {
+    onError(new Error(`keyward: ignored a malformed event on channel "${channel}".`));
+    return;
+  }
+  for (const listener of [...listeners]) {
+    try {
+      listener({ ...event });
+    } catch (error) {
+      onError(error);
+    }
+  }
+}
+
 /** A bus inside one process: for tests, and for several services sharing a store in one
  * process. */
 export function memoryBus(): InvalidationBus {

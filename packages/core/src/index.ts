@@ -1,6 +1,7 @@
 export { BASE62_ALPHABET, randomBase62 } from './base62.js';
 export {
   busRetryDelay,
+  deliverInvalidationEvent,
   type InvalidationBus,
   type InvalidationEvent,
   memoryBus,

@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { encodeBase62, isBase62String, randomBase62 } from './base62.js';
 
-/** Lengths of the three parts of a key body (DESIGN.md, "Key format"). */
+/** Lengths of the three parts of a key body (docs/design.md, "Key format"). */
 export const LOOKUP_LENGTH = 12;
 export const SECRET_LENGTH = 32;
 export const CHECKSUM_LENGTH = 6;

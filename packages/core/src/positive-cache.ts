@@ -18,7 +18,7 @@ interface Entry<R> {
 const RECENCY_REFRESH_MS = 1000;
 
 /**
- * The positive cache (DESIGN.md, verification step 3): the SHA-256 digest of a raw key →
+ * The positive cache (docs/design.md, "Verification: the guard's path"): the SHA-256 digest of a raw key →
  * its verified result, bounded, with a TTL, and droppable by key id (revoke, rename, bus).
  *
  * lru-cache decides what is in it: the bound and which entry goes first. The hit path reads

@@ -52,7 +52,7 @@ export interface LastUsedUpdate {
 export type InsertResult = { ok: true } | { ok: false; reason: 'limit_reached' };
 
 /**
- * The storage contract (DESIGN.md, "Store contract"). A missing row is `null` or `false`;
+ * The storage contract (docs/design.md, "Store contract"). A missing row is `null` or `false`;
  * only infrastructure failures throw, and a store never swallows them.
  */
 export interface KeyStore {

@@ -73,7 +73,7 @@ async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOp
     api.addContentTypeParser('*', (_request, _payload, done) => done(null));
     // Fastify judges the Content-Type header before any parser or handler runs (a malformed
     // one, or none on QUERY), and would answer that before the key check. Those judgements
-    // are core's, in DESIGN.md's order: hand such requests, body unread, back to it.
+    // are core's, in the order of docs/design.md: hand such requests, body unread, back to it.
     api.setErrorHandler((error: FastifyError, request, reply) => {
       if (!fastifyMediaTypeErrors.has(error.code)) throw error;
       return serve(http, request, reply);

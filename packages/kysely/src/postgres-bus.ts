@@ -1,8 +1,8 @@
 import {
   busRetryDelay,
+  deliverInvalidationEvent,
   type InvalidationBus,
   type InvalidationEvent,
-  parseInvalidationEvent,
   type SubscribeOptions,
   serializeInvalidationEvent,
 } from '@keyward/core';
@@ -107,20 +107,8 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
     return run;
   };
 
-  const deliver = (payload: string) => {
-    const event = parseInvalidationEvent(payload);
-    if (!event) {
-      onError(new Error(`keyward: ignored a malformed notification on channel "${channel}".`));
-      return;
-    }
-    for (const listener of [...listeners.keys()]) {
-      try {
-        listener({ ...event });
-      } catch (error) {
-        onError(error);
-      }
-    }
-  };
+  const deliver = (payload: string) =>
+    deliverInvalidationEvent(payload, listeners.keys(), onError, channel);
 
   /** LISTENs on a fresh connection, and notes when that one is lost. */
   const listen = async (): Promise<() => Promise<void>> => {

@@ -28,7 +28,7 @@ const NAMESPACE = /^[A-Za-z0-9_.:-]{1,64}$/;
 export function assertNamespace(namespace: string): void {
   if (!NAMESPACE.test(namespace)) {
     throw new TypeError(
-      `redisStore: namespace must be 1 to 64 letters, digits, "_", ".", ":" or "-"; got ${JSON.stringify(namespace)}.`,
+      `keyward: the Redis store's namespace must be 1 to 64 letters, digits, "_", ".", ":" or "-"; got ${JSON.stringify(namespace)}.`,
     );
   }
 }

@@ -1,8 +1,8 @@
 import {
   busRetryDelay,
+  deliverInvalidationEvent,
   type InvalidationBus,
   type InvalidationEvent,
-  parseInvalidationEvent,
   type SubscribeOptions,
   serializeInvalidationEvent,
 } from '@keyward/core';
@@ -29,21 +29,18 @@ export interface RedisBusOptions {
    */
   channel?: string;
   /**
-   * Receives what the bus cannot throw to a caller: what a listener throws (so one failing
-   * listener neither stops delivery to the others nor disturbs the connection's reply
-   * parsing), and a SUBSCRIBE that fails again after a reconnect (retried with backoff).
-   * @default a listener's error goes to `onListenerError` if given, else is rethrown on the
-   * next tick, as an uncaught exception (never lost silently); a failed SUBSCRIBE becomes a
-   * process warning, since the bus retries it
+   * Receives what the bus cannot throw to a caller: a SUBSCRIBE that fails again after a
+   * reconnect (retried with backoff), malformed payloads on the channel, and exceptions
+   * thrown by listeners (so one failing listener neither stops delivery to the others nor
+   * disturbs the connection's reply parsing). Required, as for `postgresBus`, so such
+   * failures are never silent.
    */
-  onError?: (error: unknown) => void;
-  /** @deprecated Use `onError`, which receives these errors and the bus's own. */
-  onListenerError?: (error: unknown) => void;
+  onError: (error: unknown) => void;
 }
 
 /**
  * The invalidation bus over Redis pub/sub. Messages are JSON `{type, keyId}`; anything
- * else arriving on the channel is ignored. Pub/sub is fire-and-forget: an instance that is
+ * else arriving on the channel is ignored and reported to `onError`. Pub/sub is fire-and-forget: an instance that is
  * disconnected when an event is published misses it, so once its subscriber connection is
  * back and subscribed again, the bus calls each subscription's `onResync` (the key service
  * empties its cache).
@@ -51,30 +48,13 @@ export interface RedisBusOptions {
 export function redisBus(options: RedisBusOptions): InvalidationBus {
   const { publisher, subscriber } = options;
   const channel = options.channel ?? 'keyward:invalidation';
-  const onError =
-    options.onError ??
-    options.onListenerError ??
-    ((error: unknown) =>
-      setImmediate(() => {
-        throw error;
-      }));
-  // The bus's own connection trouble: retried, so by default a warning, not a crash.
-  const onBusError =
-    options.onError ?? ((error: unknown) => process.emitWarning(busWarning(error)));
+  const { onError } = options;
   // Each subscription's listener → its resync callback.
   const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions['onResync']>();
 
   const onMessage = (from: string, payload: string) => {
     if (from !== channel) return;
-    const event = parseInvalidationEvent(payload);
-    if (!event) return;
-    for (const listener of [...listeners.keys()]) {
-      try {
-        listener({ ...event });
-      } catch (error) {
-        onError(error);
-      }
-    }
+    deliverInvalidationEvent(payload, listeners.keys(), onError, channel);
   };
 
   // A dropped connection opens a gap: events published until the channel is subscribed
@@ -123,8 +103,8 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
         // A single server whose connection dropped again comes back here on its next
         // 'ready'; otherwise (SUBSCRIBE refused, a Cluster node that failed) retry.
         if (subscriber.status === 'ready') {
-          onBusError(
-            new Error(`keyward: the bus could not subscribe again to "${channel}".`, {
+          onError(
+            new Error(`keyward: the bus could not listen again on channel "${channel}".`, {
               cause: error,
             }),
           );
@@ -208,10 +188,4 @@ function subscriptionConnection(subscriber: Redis | Cluster): Redis | undefined 
   if (!subscriber.isCluster) return subscriber as Redis;
   const internal = subscriber as unknown as { subscriber?: { getInstance?(): Redis | null } };
   return internal.subscriber?.getInstance?.() ?? undefined;
-}
-
-function busWarning(error: unknown): string {
-  const cause =
-    error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
-  return `${error instanceof Error ? error.message : String(error)}${cause}`;
 }

@@ -195,7 +195,7 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
   ): Promise<RollResult> {
     // Both records must share the owner's slot; the key service never rolls across owners.
     if (next.ownerId !== ownerId) {
-      throw new TypeError('redisStore: roll() needs a new key of the same owner.');
+      throw new TypeError("keyward: the Redis store's roll() needs a new key of the same owner.");
     }
     const owner = escapePart(ownerId);
     const ownerIds = keys.ownerIds(owner);
@@ -265,7 +265,7 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
       return deleted.map((key) => key.id);
     }
     throw new Error(
-      `redisStore: deleteTree() met a concurrent change of the owner's keys ${DELETE_TREE_ATTEMPTS} times in a row; nothing was deleted.`,
+      `keyward: the Redis store's deleteTree() met a concurrent change of the owner's keys ${DELETE_TREE_ATTEMPTS} times in a row; nothing was deleted.`,
     );
   }
 
@@ -428,13 +428,13 @@ const DELETE_TREE_ATTEMPTS = 10;
 
 function tooSlow(operation: string): Error {
   return new Error(
-    `redisStore: ${operation} took longer than ${CLAIM_TTL_MS} ms and was rolled back; nothing was stored.`,
+    `keyward: the Redis store's ${operation} took longer than ${CLAIM_TTL_MS} ms and was rolled back; nothing was stored.`,
   );
 }
 
 function ms(date: Date): number {
   const value = date.getTime();
-  if (!Number.isFinite(value)) throw new RangeError('redisStore: invalid Date in a key record.');
+  if (!Number.isFinite(value)) throw new RangeError('keyward: invalid Date in a Redis key record.');
   return value;
 }
 
@@ -481,7 +481,7 @@ function toStoredKey(fields: Record<string, string>): StoredKey {
   const field = (name: keyof StoredKey): string => {
     const value = fields[name];
     // Every script writes a whole record at once; a partial one is damage from outside.
-    if (value === undefined) throw new Error(`redisStore: key record without "${name}".`);
+    if (value === undefined) throw new Error(`keyward: Redis key record without "${name}".`);
     return value;
   };
   // A record written before expiry, scopes, metadata and createdBy existed has none of

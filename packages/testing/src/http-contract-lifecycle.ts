@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KeyService } from '@keyward/core';
 import { describe, expect, it } from 'vitest';
 import type { TestRequest, TestResponse } from './http-client.js';
+import { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
 
 /** What the lifecycle group needs from the HTTP contract suite that runs it. */
 export interface LifecycleContext {
@@ -24,27 +25,6 @@ export interface LifecycleContext {
    * roll answer) or by the host's code. */
   remember(rawKey: string, madeOverHttp: boolean): void;
 }
-
-const V2_FIELDS = ['expiresAt', 'scopes', 'metadata', 'createdBy'];
-const LIST_FIELDS = [
-  'id',
-  'name',
-  'keyPrefix',
-  'keySuffix',
-  'lastUsedAt',
-  'createdAt',
-  ...V2_FIELDS,
-];
-const CREATE_FIELDS = [
-  'id',
-  'name',
-  'rawKey',
-  'keyPrefix',
-  'keySuffix',
-  'lastUsedAt',
-  'createdAt',
-  ...V2_FIELDS,
-];
 
 type KeyJson = Record<string, unknown> & { id: string; rawKey: string };
 
@@ -82,7 +62,7 @@ export function describeLifecycleContract(ctx: LifecycleContext): void {
       expect(data).toMatchObject({ expiresAt: null, scopes: ['*'], metadata: {}, createdBy: id });
       const list = await ctx.call({ path: base, headers: auth(rawKey) });
       for (const item of (list.json as { data: object[] }).data) {
-        expect(Object.keys(item)).toEqual(LIST_FIELDS);
+        expect(Object.keys(item)).toEqual(KEY_FIELDS);
       }
       const bootstrap = (list.json as { data: KeyJson[] }).data.find((k) => k.id === id);
       expect(bootstrap).toMatchObject({ scopes: ['*'], metadata: {}, createdBy: null });

@@ -12,6 +12,7 @@ import {
   type StoredKey,
 } from '@keyward/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHEAP_ARGON2 } from './cheap-argon2.js';
 import { type FaultyStore, faultyStore } from './faulty-store.js';
 import {
   sendHeadWithoutBody,
@@ -20,6 +21,7 @@ import {
   type TestResponse,
 } from './http-client.js';
 import { describeLifecycleContract } from './http-contract-lifecycle.js';
+import { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
 
 export interface RunningServer {
   /** `http://127.0.0.1:<port>` */
@@ -68,7 +70,7 @@ export function errorBody(code: ErrorCode): string {
 }
 
 /**
- * The HTTP contract of DESIGN.md as a vitest suite, driven over real HTTP on loopback.
+ * The HTTP contract (docs/design.md, "HTTP contract") as a vitest suite, driven over real HTTP on loopback.
  * Every adapter runs it unchanged, so every adapter answers the same bytes.
  */
 export function describeHttpContract(name: string, options: HttpContractOptions): void {
@@ -94,7 +96,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
       service = createKeyService({
         store,
         maxKeysPerOwner: CONTRACT_MAX_KEYS,
-        argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+        argon2: CHEAP_ARGON2,
         lastUsedFlushIntervalMs: 20,
         storeTimeoutMs: 2000,
       });
@@ -168,19 +170,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(res.headers['cache-control']).toBe('no-store');
         const body = res.json as { success: boolean; data: Record<string, unknown> };
         expect(body.success).toBe(true);
-        expect(Object.keys(body.data)).toEqual([
-          'id',
-          'name',
-          'rawKey',
-          'keyPrefix',
-          'keySuffix',
-          'lastUsedAt',
-          'createdAt',
-          'expiresAt',
-          'scopes',
-          'metadata',
-          'createdBy',
-        ]);
+        expect(Object.keys(body.data)).toEqual(CREATE_FIELDS);
         const data = body.data as Record<string, string | null>;
         createdKeys.push(data.rawKey as string);
         expect(data.name).toBe('My New Key');
@@ -236,18 +226,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(success).toBe(true);
         expect(data.map((k) => k.id)).toEqual([b.id, a.id, id]);
         for (const key of data) {
-          expect(Object.keys(key)).toEqual([
-            'id',
-            'name',
-            'keyPrefix',
-            'keySuffix',
-            'lastUsedAt',
-            'createdAt',
-            'expiresAt',
-            'scopes',
-            'metadata',
-            'createdBy',
-          ]);
+          expect(Object.keys(key)).toEqual(KEY_FIELDS);
         }
         expect(data[0]).toMatchObject({
           name: 'second',
@@ -323,18 +302,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         expect(res.status).toBe(200);
         const body = res.json as { success: boolean; data: Record<string, unknown> };
         expect(body.success).toBe(true);
-        expect(Object.keys(body.data)).toEqual([
-          'id',
-          'name',
-          'keyPrefix',
-          'keySuffix',
-          'lastUsedAt',
-          'createdAt',
-          'expiresAt',
-          'scopes',
-          'metadata',
-          'createdBy',
-        ]);
+        expect(Object.keys(body.data)).toEqual(KEY_FIELDS);
         expect(body.data).toMatchObject({
           id: created.id,
           name: 'Staging Server',

@@ -1,3 +1,4 @@
+export { CHEAP_ARGON2 } from './cheap-argon2.js';
 export { type FaultyStore, faultyStore } from './faulty-store.js';
 export {
   sendHeadWithoutBody,

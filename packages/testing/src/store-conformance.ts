@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { generateKey, generateKeyId, hashKey, type KeyStore, type StoredKey } from '@keyward/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHEAP_ARGON2 } from './cheap-argon2.js';
 
 export interface StoreConformanceOptions {
   /** Builds the store under test. Called once per suite; tests use random owners and ids,
@@ -16,9 +17,6 @@ export interface StoreConformanceOptions {
   teardown?(): Promise<void>;
 }
 
-/** Cheap argon2 parameters: the suite is about storage, not hashing cost. */
-const fastArgon2 = { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true };
-
 /** A record for a fresh random owner unless one is given. */
 export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise<StoredKey> {
   const generated = generateKey();
@@ -27,7 +25,7 @@ export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise
     ownerId: `owner_${randomUUID()}`,
     name: 'Production Server',
     lookup: generated.lookup,
-    hash: await hashKey(generated.rawKey, fastArgon2),
+    hash: await hashKey(generated.rawKey, CHEAP_ARGON2),
     keyPrefix: generated.keyPrefix,
     keySuffix: generated.keySuffix,
     createdAt: new Date(),
@@ -43,7 +41,7 @@ export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise
 const noCap = { maxKeysPerOwner: 1000 };
 
 /**
- * The store contract of DESIGN.md as a vitest suite. Run it on any `KeyStore`:
+ * The store contract (docs/design.md, "Store contract") as a vitest suite. Run it on any `KeyStore`:
  *
  * ```ts
  * describeStoreConformance('my store', { createStore: () => myStore(client) });
@@ -336,7 +334,7 @@ export function describeSecretHygiene(
       const key: StoredKey = {
         ...(await makeStoredKey()),
         lookup: generated.lookup,
-        hash: await hashKey(generated.rawKey, fastArgon2),
+        hash: await hashKey(generated.rawKey, CHEAP_ARGON2),
         keyPrefix: generated.keyPrefix,
         keySuffix: generated.keySuffix,
       };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { memoryStore } from './memory-store.js';
-import type { KeyStore } from './store.js';
+import { memoryStore } from '../src/memory-store.js';
+import type { KeyStore } from '../src/store.js';
 import { service } from './test-fixtures.js';
 
 describe('key service: a cascade revocation racing a create by the revoked key', () => {

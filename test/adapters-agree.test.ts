@@ -4,13 +4,13 @@
  * compared with that account's ids, keys and times replaced by placeholders.
  */
 import { createKeyService, generateKey, memoryStore } from '@keyward/core';
-import { type RunningServer, sendRequest, type TestRequest } from '@keyward/testing';
+import { CHEAP_ARGON2, type RunningServer, sendRequest, type TestRequest } from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from './support/servers.js';
 
 const service = createKeyService({
   store: memoryStore(),
-  argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+  argon2: CHEAP_ARGON2,
   maxKeysPerOwner: 4,
 });
 const servers: Record<'express' | 'fastify', RunningServer> = {} as never;

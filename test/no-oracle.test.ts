@@ -12,7 +12,7 @@ import {
   randomBase62,
   SECRET_LENGTH,
 } from '@keyward/core';
-import type { RunningServer } from '@keyward/testing';
+import { CHEAP_ARGON2, type RunningServer } from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RawRequest, type RawResponse, rawRequest } from './support/raw-http.js';
 import { startServer } from './support/servers.js';
@@ -21,7 +21,7 @@ const GUARDED_PATH = '/test/protected';
 const reasons: InvalidKeyReason[] = [];
 const service = createKeyService({
   store: memoryStore(),
-  argon2: { memoryCost: 64, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+  argon2: { ...CHEAP_ARGON2, memoryCost: 64 },
   // A lookup locked out after this many failures is one more kind of wrong key to compare.
   verification: { maxFailures: 20 },
   onInvalidKey: ({ reason }) => reasons.push(reason),

@@ -74,6 +74,18 @@ describe('key service: management', () => {
     await expect(keys.create('', 'ok')).rejects.toThrow(TypeError);
   });
 
+  it('refuses owner ids with a lone surrogate, which database drivers would store as U+FFFD (two such owners would be one)', async () => {
+    const keys = service();
+    for (const ownerId of ['\uD800', 'acct_\uDC00', 'a\uD83D']) {
+      await expect(keys.create(ownerId, 'k')).rejects.toThrow(/well-formed Unicode/);
+      await expect(keys.list(ownerId)).rejects.toThrow(TypeError);
+      await expect(keys.revoke(ownerId, 'key_x')).rejects.toThrow(TypeError);
+    }
+    expect((await keys.create('acct_😀', 'emoji owners are fine')).name).toBe(
+      'emoji owners are fine',
+    );
+  });
+
   it('create answers key_limit_reached at the cap', async () => {
     const keys = service({ maxKeysPerOwner: 2 });
     await keys.create('acct_1', 'a');

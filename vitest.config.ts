@@ -22,6 +22,8 @@ export default defineConfig({
       project('fastify', ['packages/fastify/src/**/*.test.ts']),
       project('kysely', ['packages/kysely/src/**/*.test.ts']),
       project('redis', ['packages/redis/src/**/*.test.ts']),
+      project('fetch', ['packages/fetch/test/**/*.test.ts']),
+      project('hono', ['packages/hono/test/**/*.test.ts']),
       project('integration', ['test/**/*.test.ts']),
     ],
   },

@@ -1,0 +1,64 @@
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { type AuthenticatedKey, createKeyService, memoryStore } from '@keyward/core';
+import { describeHttpContract } from '@keyward/testing';
+import { Hono } from 'hono';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { keyward } from '../src/index.js';
+
+async function listen(app: Hono): Promise<{ url: string; close(): Promise<void> }> {
+  const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if ('closeAllConnections' in server) server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describeHttpContract('hono', {
+  startServer({ service, guardedPath, scopedPath, scopes }) {
+    const app = new Hono();
+    const auth = keyward({ service });
+    app.use(auth.routes);
+    app.get(guardedPath, auth.requireApiKey(), (c) => c.json({ apiKey: c.get('apiKey') }));
+    app.get(scopedPath, auth.requireApiKey({ scopes }), (c) => c.json({ apiKey: c.get('apiKey') }));
+    return listen(app);
+  },
+});
+
+describe('hono: the guard and the routes in a host app', () => {
+  it("types c.get('apiKey') as the authenticated key, and leaves other routes to the host", async () => {
+    const service = createKeyService({
+      store: memoryStore(),
+      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+    });
+    const { rawKey, id } = await service.create('acct_1', 'bootstrap');
+    const app = new Hono();
+    const auth = keyward({ service });
+    app.use(auth.routes);
+    app.get('/v1/me', auth.requireApiKey(), (c) => {
+      const key = c.get('apiKey');
+      expectTypeOf(key).toEqualTypeOf<AuthenticatedKey>();
+      return c.json({ owner: key.ownerId, id: key.id });
+    });
+    app.get('/open', (c) => c.text('open'));
+    const server = await listen(app);
+    try {
+      const me = await fetch(`${server.url}/v1/me`, { headers: { 'X-API-Key': rawKey } });
+      expect(await me.json()).toEqual({ owner: 'acct_1', id });
+      const open = await fetch(`${server.url}/open`);
+      expect(await open.text()).toBe('open');
+      const unknown = await fetch(`${server.url}/v1/api-keys-not-ours`);
+      expect(unknown.status).toBe(404);
+      expect(await unknown.text()).toBe('404 Not Found');
+    } finally {
+      await server.close();
+      await service.close();
+    }
+  });
+});

@@ -7,7 +7,13 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import { keyward } from '../src/index.js';
 
 async function listen(app: Hono): Promise<{ url: string; close(): Promise<void> }> {
-  const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+  // As the README advises: Node discards a body keyward left unread (see there).
+  const server = serve({
+    fetch: app.fetch,
+    port: 0,
+    hostname: '127.0.0.1',
+    autoCleanupIncoming: false,
+  });
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -24,7 +24,7 @@ export interface RunningExample {
  * these tests check.
  */
 export async function startExample(
-  framework: 'express' | 'fastify',
+  framework: 'express' | 'fastify' | 'hono',
   env: Record<string, string> = {},
 ): Promise<RunningExample> {
   const started = Date.now();

@@ -79,7 +79,10 @@ export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
       method: request.method,
       path: target,
       headers: raw.headers ?? headersOf(request.headers),
-      body: request.body ?? noBody,
+      // A body something already read (a middleware's `await c.req.json()`) is gone:
+      // handed over as empty, core tells onError to mount keyward before the reader, where
+      // the stream would only throw an ERR_INVALID_STATE TypeError.
+      body: request.bodyUsed ? noBody : (request.body ?? noBody),
     });
     return toResponse(response);
   }

@@ -68,3 +68,39 @@ describe('hono: the guard and the routes in a host app', () => {
     }
   });
 });
+
+describe('hono: a middleware that read the body before keyward', () => {
+  it('answers 500 and tells onError to mount the routes first, instead of a bare TypeError', async () => {
+    const errors: unknown[] = [];
+    const service = createKeyService({
+      store: memoryStore(),
+      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+      onError: (error) => errors.push(error),
+    });
+    const { rawKey } = await service.create('acct_1', 'bootstrap');
+    const app = new Hono();
+    app.use(async (c, next) => {
+      if (c.req.method === 'POST') await c.req.json();
+      await next();
+    });
+    app.use(keyward({ service }).routes);
+    const server = await listen(app);
+    try {
+      const res = await fetch(`${server.url}/v1/api-keys`, {
+        method: 'POST',
+        headers: { 'X-API-Key': rawKey, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: 'read too early' }),
+      });
+      expect(res.status).toBe(500);
+      expect(await res.json()).toEqual({
+        success: false,
+        error: { code: 'internal_error', message: 'An internal error occurred.' },
+      });
+      expect(String(errors[0])).toMatch(/already read.*Mount the router first/);
+      expect(await service.list('acct_1')).toHaveLength(1);
+    } finally {
+      await server.close();
+      await service.close();
+    }
+  });
+});

@@ -73,7 +73,9 @@ export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
   const headerName = http.headerName;
 
   async function handle(request: Request, raw: RawRequestParts = {}): Promise<Response | null> {
-    const target = raw.target ?? targetOf(request.url);
+    // The absolute URL as is: core reads an absolute-form target (scheme and authority
+    // left on) as its path and query, with no URL parsed per request.
+    const target = raw.target ?? request.url;
     if (!http.owns(target)) return null;
     const response = await http.handle({
       method: request.method,
@@ -107,12 +109,6 @@ export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
  * same bytes. */
 export function toResponse(response: HttpResponse): Response {
   return new Response(response.body, { status: response.status, headers: response.headers });
-}
-
-/** The path and query of an absolute URL: what follows the authority. */
-function targetOf(url: string): string {
-  const parsed = new URL(url);
-  return parsed.pathname + parsed.search;
 }
 
 function headersOf(headers: Headers): HttpRequest['headers'] {

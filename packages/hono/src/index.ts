@@ -45,7 +45,7 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
   const handler = createFetchHandler(options);
 
   const routes: MiddlewareHandler = async (c, next) => {
-    const response = await handler.handle(c.req.raw, nodeParts(c.env));
+    const response = await handler.handle(c.req.raw, nodeParts(c.env, c.req.raw));
     if (response) return response;
     await next();
   };
@@ -72,12 +72,31 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
 /**
  * On Node (`@hono/node-server`), the request as Node parsed it, from the `incoming`
  * binding: the target before URL parsing resolved its dot segments, and the headers with
- * a repeated Content-Type cut to the first, as Express and Fastify see them. Elsewhere,
- * nothing: the `Request` is all there is.
+ * a repeated Content-Type cut to the first, as Express and Fastify see them. Only while
+ * the `Request` still names that target: a sub-app under `app.mount()` gets a Request for
+ * a rewritten URL, and that is the one it routes on. Elsewhere, nothing: the `Request` is
+ * all there is.
  */
-function nodeParts(env: unknown): RawRequestParts | undefined {
+function nodeParts(env: unknown, request: Request): RawRequestParts | undefined {
   const incoming = (env as { incoming?: { url?: unknown; headers?: unknown } } | undefined)
     ?.incoming;
   if (typeof incoming?.url !== 'string' || typeof incoming.headers !== 'object') return undefined;
-  return { target: incoming.url, headers: incoming.headers as HttpRequest['headers'] };
+  const target = incoming.url;
+  if (!request.url.endsWith(target) && !sameResource(target, request.url)) return undefined;
+  return { target, headers: incoming.headers as HttpRequest['headers'] };
+}
+
+/** Whether `target`, parsed as the runtime parses it, is `url` (fragments aside): only
+ * reached when the two differ as written, a dot segment or an escaped character, say. */
+function sameResource(target: string, url: string): boolean {
+  try {
+    return withoutFragment(new URL(target, url).href) === withoutFragment(url);
+  } catch {
+    return false;
+  }
+}
+
+function withoutFragment(url: string): string {
+  const hash = url.indexOf('#');
+  return hash < 0 ? url : url.slice(0, hash);
 }

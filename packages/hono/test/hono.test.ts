@@ -104,3 +104,27 @@ describe('hono: a middleware that read the body before keyward', () => {
     }
   });
 });
+
+describe('hono: keyward in a sub-app under app.mount()', () => {
+  it('serves the routes at the path the sub-app sees, not the raw target Node received', async () => {
+    const service = createKeyService({
+      store: memoryStore(),
+      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+    });
+    const { rawKey } = await service.create('acct_m', 'bootstrap');
+    const admin = new Hono();
+    admin.use(keyward({ service }).routes);
+    const app = new Hono();
+    app.mount('/admin', admin.fetch);
+    const server = await listen(app);
+    try {
+      const list = await fetch(`${server.url}/admin/v1/api-keys`, {
+        headers: { 'X-API-Key': rawKey },
+      });
+      expect(list.status).toBe(200);
+    } finally {
+      await server.close();
+      await service.close();
+    }
+  });
+});

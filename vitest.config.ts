@@ -22,6 +22,8 @@ export default defineConfig({
       project('fastify', ['packages/fastify/test/**/*.test.ts']),
       project('kysely', ['packages/kysely/test/**/*.test.ts']),
       project('redis', ['packages/redis/test/**/*.test.ts']),
+      project('fetch', ['packages/fetch/test/**/*.test.ts']),
+      project('hono', ['packages/hono/test/**/*.test.ts']),
       project('integration', ['test/**/*.test.ts']),
     ],
   },

@@ -5,7 +5,7 @@
  */
 import type { StoredKey } from '@keyward/core';
 
-export type Framework = 'fastify' | 'express';
+export type Framework = 'fastify' | 'express' | 'hono';
 export type StoreKind = 'memory' | 'postgres' | 'redis';
 
 /** Handed to a server child in `BENCH_SERVER_CONFIG` (JSON). */

@@ -37,7 +37,7 @@ const HELP = `pnpm bench [options]   (each option also reads from the env variab
                                                  each after one reference argon2id verify
                                                  (default 30)
   --stores=<list>         BENCH_STORES           memory,postgres,redis
-  --frameworks=<list>     BENCH_FRAMEWORKS       fastify,express
+  --frameworks=<list>     BENCH_FRAMEWORKS       fastify,express,hono
   --scenarios=<list>      BENCH_SCENARIOS        ideal,guarded-warm,flood,cold (unguarded always
                                                  runs: ratios need it; flood brings flood-solo)
   --skip-memory           BENCH_SKIP_MEMORY=1    skip the 100,000-key heap measurement
@@ -606,6 +606,7 @@ function readSettings(): Settings {
     frameworks: list('frameworks', values.frameworks ?? env.BENCH_FRAMEWORKS, [
       'fastify',
       'express',
+      'hono',
     ] as const),
     scenarios: pickScenarios(list('scenarios', values.scenarios ?? env.BENCH_SCENARIOS, SCENARIOS)),
     memory: !(values['skip-memory'] ?? env.BENCH_SKIP_MEMORY === '1'),

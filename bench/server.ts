@@ -6,8 +6,10 @@
  */
 import { hash } from 'node:crypto';
 import { subscribe } from 'node:diagnostics_channel';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { serve } from '@hono/node-server';
 import {
   ARGON2_CHANNEL,
   type Argon2Event,
@@ -21,8 +23,10 @@ import {
 } from '@keyward/core';
 import { keyward as expressKeyward } from '@keyward/express';
 import { keyward as fastifyKeyward, keywardFrameworkErrors } from '@keyward/fastify';
+import { keyward as honoKeyward } from '@keyward/hono';
 import express from 'express';
 import Fastify from 'fastify';
+import { Hono } from 'hono';
 import type { ProbeReport, Reply, Request, ServerConfig } from './protocol.js';
 
 const config = JSON.parse(process.env.BENCH_SERVER_CONFIG ?? '') as ServerConfig;
@@ -56,8 +60,8 @@ const service = createKeyService({
   },
 });
 
-const { url, closeServer } =
-  config.framework === 'fastify' ? await startFastify() : await startExpress();
+const starters = { fastify: startFastify, express: startExpress, hono: startHono };
+const { url, closeServer } = await starters[config.framework]();
 
 async function startFastify() {
   const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
@@ -113,6 +117,42 @@ async function startExpress() {
     },
   );
   const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    closeServer: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function startHono() {
+  const app = new Hono();
+  const auth = honoKeyward({ service });
+  app.use(auth.routes);
+  app.get('/hello', (c) => c.json(body));
+  app.get('/guarded', auth.requireApiKey(), (c) => {
+    if (!c.get('apiKey')) throw new Error('guard let a request through without a key');
+    return c.json(body);
+  });
+  app.get(
+    '/ideal',
+    async (c, next) => {
+      const key = idealLookup(c.req.header('x-api-key'));
+      if (!key) return c.json({ error: 'invalid_api_key' }, 401);
+      c.set('apiKey', key);
+      await next();
+    },
+    (c) => c.json(body),
+  );
+  const server = serve({
+    fetch: app.fetch,
+    port: 0,
+    hostname: '127.0.0.1',
+    autoCleanupIncoming: false,
+  }) as Server;
   await new Promise<void>((resolve) => server.once('listening', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

@@ -9,7 +9,7 @@
 //   3. runs the installed @keyward/testing suites (they are vitest suites: vitest is their
 //      peer dependency, so the app installs it and runs it with plain node) against the
 //      installed stores (memory, Kysely on PGlite and on the Postgres server, Redis) and
-//      adapters (Express, Fastify).
+//      adapters (Express, Fastify, Fetch, Hono).
 // Needs Postgres on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. KEYWARD_KEEP_CONSUMER=1
 // keeps the scratch folder.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,7 +59,8 @@ try {
       '--no-fund',
       '--loglevel=error',
       ...packed.map((pkg) => pkg.tarball),
-      ...['express', 'fastify', 'kysely', 'pg', 'kysely-pglite-dialect', 'ioredis'].map(at),
+      ...['express', 'fastify', 'hono', '@hono/node-server', 'kysely', 'pg'].map(at),
+      ...['kysely-pglite-dialect', 'ioredis'].map(at),
       ...['typescript', 'vitest', '@types/node', '@types/express', '@types/pg'].map(at),
     ],
     { cwd: app },

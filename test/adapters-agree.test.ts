@@ -1,11 +1,12 @@
 /**
- * The same request gets the same status, headers and JSON from Express and from Fastify.
+ * The same request gets the same status, headers and JSON from Express, Fastify and Hono.
  * Each adapter gets its own account, made the same way on one shared service; answers are
  * compared with that account's ids, keys and times replaced by placeholders.
  */
 import { createKeyService, generateKey, memoryStore } from '@keyward/core';
 import { CHEAP_ARGON2, type RunningServer, sendRequest, type TestRequest } from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RawRequest, type RawResponse, rawRequest } from './support/raw-http.js';
 import { startServer } from './support/servers.js';
 
 const service = createKeyService({
@@ -13,7 +14,9 @@ const service = createKeyService({
   argon2: CHEAP_ARGON2,
   maxKeysPerOwner: 4,
 });
-const servers: Record<'express' | 'fastify', RunningServer> = {} as never;
+const adapters = ['express', 'fastify', 'hono'] as const;
+type Adapter = (typeof adapters)[number];
+const servers: Record<Adapter, RunningServer> = {} as never;
 
 interface Fixture {
   key: string;
@@ -328,7 +331,7 @@ function normalize(text: string, f: Fixture): string {
       .replaceAll(f.readerId, '<readerId>')
       .replaceAll(f.ordersKey, '<ordersKey>')
       .replace(/-acct|-other/g, '')
-      .replace(/(express|fastify)(?=")/g, '<label>')
+      .replace(/(express|fastify|hono-js)(?=")/g, '<label>')
       // createdBy holds the id of the key that made it, which differs between the accounts
       // like every id; the keys a cascade revoked are ids too.
       .replace(/"(id|rawKey|keyPrefix|keySuffix|createdBy)":"[^"]+"/g, '"$1":"<$1>"')
@@ -340,21 +343,33 @@ function normalize(text: string, f: Fixture): string {
 beforeAll(async () => {
   servers.express = await startServer.express({ service, guardedPath: '/test/protected' });
   servers.fastify = await startServer.fastify({ service, guardedPath: '/test/protected' });
+  servers.hono = await startServer.hono({ service, guardedPath: '/test/protected' });
 });
 afterAll(async () => {
   await servers.express?.close();
   await servers.fastify?.close();
+  await servers.hono?.close();
   await service.close();
 });
 
-describe('Express and Fastify agree', () => {
+describe('Express, Fastify and Hono agree', () => {
   it('on status, headers and body, request for request', async () => {
-    const fixtures = { express: await fixture('express'), fastify: await fixture('fastify') };
-    const plans = { express: requests(fixtures.express), fastify: requests(fixtures.fastify) };
+    const fixtures = {
+      express: await fixture('express'),
+      fastify: await fixture('fastify'),
+      // As long as the other two labels: the host route's answer names it, and its
+      // Content-Length is compared.
+      hono: await fixture('hono-js'),
+    };
+    const plans = {
+      express: requests(fixtures.express),
+      fastify: requests(fixtures.fastify),
+      hono: requests(fixtures.hono),
+    };
     expect(plans.express.length).toBeGreaterThan(30);
     for (let i = 0; i < plans.express.length; i++) {
       const answers = [];
-      for (const adapter of ['express', 'fastify'] as const) {
+      for (const adapter of adapters) {
         const [label, req] = plans[adapter][i] as [string, TestRequest];
         const res = await sendRequest(servers[adapter].url, req);
         const headers = Object.fromEntries(
@@ -370,10 +385,112 @@ describe('Express and Fastify agree', () => {
         });
       }
       expect(answers[1]).toEqual(answers[0]);
+      expect(answers[2]).toEqual(answers[0]);
       const label = answers[0]?.label as string;
       if (label in lifecycleStatuses) {
         expect(answers[0]?.status, label).toBe(lifecycleStatuses[label]);
       }
+    }
+  });
+});
+
+/** A response as it came off the socket, but the Date line, and Express's X-Powered-By
+ * (an Express app setting, on every answer it sends, keyward's or not). */
+function wireBytes(res: RawResponse): string {
+  const head = res.headerLines
+    .filter(([name]) => !/^(date|x-powered-by)$/i.test(name))
+    .map(([name, value]) => `${name}: ${value}`);
+  return `${[res.statusLine, ...head].join('\r\n')}\r\n\r\n${res.body.toString('latin1')}`;
+}
+
+describe('Hono sends the bytes Express sends', () => {
+  it("on keyward's refusals: status line, header names, case and order, and body", async () => {
+    const main = await service.create('wire-acct', 'main');
+    const reader = await service.create('wire-acct', 'reader', { scopes: ['api_keys:read'] });
+    const foreign = await service.create('wire-other', 'other');
+    const k: [string, string] = ['X-API-Key', main.rawKey];
+    const json: [string, string] = ['Content-Type', 'application/json'];
+    const requests: Array<[string, RawRequest]> = [
+      ['no key', { method: 'GET', target: '/v1/api-keys', headers: [] }],
+      [
+        'unknown key',
+        { method: 'GET', target: '/v1/api-keys', headers: [['X-API-Key', generateKey().rawKey]] },
+      ],
+      ['unknown route', { method: 'GET', target: '/v1/api-keys/a/b/c', headers: [k] }],
+      ['dot segments', { method: 'DELETE', target: '/v1/api-keys/x/..', headers: [k] }],
+      ['405 with Allow', { method: 'PUT', target: '/v1/api-keys', headers: [k] }],
+      ['bad escape', { method: 'DELETE', target: '/v1/api-keys/%ZZ', headers: [k] }],
+      ['another account', { method: 'DELETE', target: `/v1/api-keys/${foreign.id}`, headers: [k] }],
+      [
+        'scope refusal',
+        {
+          method: 'POST',
+          target: '/v1/api-keys',
+          headers: [['X-API-Key', reader.rawKey], json],
+          body: Buffer.from('{}'),
+        },
+      ],
+      [
+        '415',
+        {
+          method: 'POST',
+          target: '/v1/api-keys',
+          headers: [k, ['Content-Type', 'text/plain']],
+          body: Buffer.from('{}'),
+        },
+      ],
+      [
+        'two Content-Types, the first JSON',
+        {
+          method: 'POST',
+          target: '/v1/api-keys',
+          headers: [k, json, ['Content-Type', 'text/plain']],
+          body: Buffer.from('{'),
+        },
+      ],
+      [
+        '413, connection closed',
+        {
+          method: 'POST',
+          target: '/v1/api-keys',
+          headers: [k, json],
+          body: Buffer.alloc(20_000, 32),
+        },
+      ],
+      [
+        '413 chunked',
+        {
+          method: 'POST',
+          target: '/v1/api-keys',
+          headers: [k, json],
+          body: Buffer.alloc(20_000, 32),
+          chunkSize: 4096,
+        },
+      ],
+      [
+        'bad JSON',
+        {
+          method: 'POST',
+          target: '/v1/api-keys',
+          headers: [k, json],
+          body: Buffer.from('{"name":'),
+        },
+      ],
+      [
+        'cascade=maybe',
+        { method: 'DELETE', target: `/v1/api-keys/${main.id}?cascade=maybe`, headers: [k] },
+      ],
+      ['guard, no key', { method: 'GET', target: '/test/protected', headers: [] }],
+      [
+        'guard, reader key',
+        { method: 'GET', target: '/test/orders', headers: [['X-API-Key', reader.rawKey]] },
+      ],
+    ];
+    for (const [label, req] of requests) {
+      const express = wireBytes(await rawRequest(servers.express.url, req));
+      const hono = wireBytes(await rawRequest(servers.hono.url, req));
+      expect(hono, label).toBe(express);
+      expect(express, label).toMatch(/^HTTP\/1\.1 4\d\d /);
     }
   });
 });

@@ -14,7 +14,7 @@ import { startExample } from './support/example-process.js';
 // an example's shutdown open until Node's headersTimeout: an orchestrator would SIGKILL
 // the process first, and the last lastUsedAt values would be lost.
 
-const frameworks = ['express', 'fastify'] as const;
+const frameworks = ['express', 'fastify', 'hono'] as const;
 const dirs: string[] = [];
 afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));

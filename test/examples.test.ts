@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startExample } from './support/example-process.js';
 import { runSpecFlow } from './support/spec-flow.js';
 
-const frameworks = ['express', 'fastify'] as const;
+const frameworks = ['express', 'fastify', 'hono'] as const;
 const dirs: string[] = [];
 afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));

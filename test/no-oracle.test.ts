@@ -26,7 +26,7 @@ const service = createKeyService({
   verification: { maxFailures: 20 },
   onInvalidKey: ({ reason }) => reasons.push(reason),
 });
-const servers: Partial<Record<'express' | 'fastify', RunningServer>> = {};
+const servers: Partial<Record<'express' | 'fastify' | 'hono', RunningServer>> = {};
 
 const checksummed = (lookup: string, secret: string) =>
   `rep_${lookup}${secret}${keyChecksum('rep', lookup, secret)}`;
@@ -73,11 +73,13 @@ beforeAll(async () => {
   );
   servers.express = await startServer.express({ service, guardedPath: GUARDED_PATH });
   servers.fastify = await startServer.fastify({ service, guardedPath: GUARDED_PATH });
+  servers.hono = await startServer.hono({ service, guardedPath: GUARDED_PATH });
 });
 
 afterAll(async () => {
   await servers.express?.close();
   await servers.fastify?.close();
+  await servers.hono?.close();
   await service.close();
 });
 
@@ -116,7 +118,7 @@ function withoutDate(res: RawResponse): string {
   return `${head.map((line) => (Array.isArray(line) ? line.join(': ') : line)).join('\r\n')}\r\n\r\n${res.body.toString('latin1')}`;
 }
 
-describe.each(['express', 'fastify'] as const)('%s: no oracle', (adapter) => {
+describe.each(['express', 'fastify', 'hono'] as const)('%s: no oracle', (adapter) => {
   it('answers every kind of wrong key with the same bytes, on every route', async () => {
     const url = (servers[adapter] as RunningServer).url;
     reasons.length = 0;
@@ -149,9 +151,9 @@ describe.each(['express', 'fastify'] as const)('%s: no oracle', (adapter) => {
 });
 
 describe('no oracle across adapters', () => {
-  it('Express and Fastify send the same 401 body', async () => {
+  it('Express, Fastify and Hono send the same 401 body', async () => {
     const bodies = await Promise.all(
-      (['express', 'fastify'] as const).map(async (adapter) => {
+      (['express', 'fastify', 'hono'] as const).map(async (adapter) => {
         const url = (servers[adapter] as RunningServer).url;
         const res = await rawRequest(
           url,
@@ -161,5 +163,6 @@ describe('no oracle across adapters', () => {
       }),
     );
     expect(bodies[1]).toBe(bodies[0]);
+    expect(bodies[2]).toBe(bodies[0]);
   });
 });

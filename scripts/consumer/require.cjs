@@ -4,6 +4,8 @@ const names = [
   '@keyward/core',
   '@keyward/express',
   '@keyward/fastify',
+  '@keyward/fetch',
+  '@keyward/hono',
   '@keyward/kysely',
   '@keyward/redis',
 ];

@@ -36,7 +36,7 @@ export interface RunningExample {
  * acknowledge SIGTERM, which would cut the clean shutdown the tests and the soak check.
  */
 export async function startExample(
-  framework: 'express' | 'fastify',
+  framework: 'express' | 'fastify' | 'hono',
   env: Record<string, string> = {},
   options: ExampleOptions = {},
 ): Promise<RunningExample> {

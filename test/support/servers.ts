@@ -1,9 +1,13 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
 import { keyward as expressKeyward } from '@keyward/express';
 import { keyward as fastifyKeyward, keywardFrameworkErrors } from '@keyward/fastify';
+import { keyward as honoKeyward } from '@keyward/hono';
 import type { RunningServer, ServerSetup } from '@keyward/testing';
 import express from 'express';
 import Fastify from 'fastify';
+import { Hono } from 'hono';
 
 /** The host apps the contract suite drives: keyward mounted, a guarded route and one that
  * needs scopes. */
@@ -53,5 +57,44 @@ export const startServer = {
     }));
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
     return { url, close: () => app.close() };
+  },
+
+  async hono({
+    service,
+    guardedPath,
+    scopedPath = '/test/orders',
+    scopes = ['orders:write'],
+  }: HostSetup): Promise<RunningServer> {
+    const app = new Hono();
+    const auth = honoKeyward({ service });
+    app.use(auth.routes);
+    // Hono's c.json names no charset; Express's and Fastify's do: the host routes answer
+    // alike, so that the suites comparing adapters compare keyward alone.
+    const json = { 'Content-Type': 'application/json; charset=utf-8' };
+    app.get(guardedPath, auth.requireApiKey(), (c) =>
+      c.json({ apiKey: c.get('apiKey') }, 200, json),
+    );
+    app.get(scopedPath, auth.requireApiKey({ scopes }), (c) =>
+      c.json({ apiKey: c.get('apiKey') }, 200, json),
+    );
+    // node-server's own drain of a body the app left unread (autoCleanupIncoming) destroys
+    // the socket if the body's end is not seen within 500 ms, kept-alive and already
+    // carrying the next request or not: the fuzz met "socket hang up" there. Off, Node
+    // discards the unread body itself, as under Express.
+    const server = serve({
+      fetch: app.fetch,
+      port: 0,
+      hostname: '127.0.0.1',
+      autoCleanupIncoming: false,
+    }) as Server;
+    await new Promise<void>((resolve) => server.once('listening', resolve));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
   },
 };

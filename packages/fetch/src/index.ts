@@ -1,0 +1,123 @@
+import {
+  type AuthenticatedKey,
+  createHttpHandler,
+  type HttpOptions,
+  type HttpRequest,
+  type HttpResponse,
+  type KeyService,
+} from '@keyward/core';
+
+export interface KeywardFetchOptions extends HttpOptions {
+  /** The key service (from `createKeyService`) the routes and the guard use. */
+  service: KeyService;
+}
+
+export interface GuardOptions {
+  /** Scopes the key must hold, all of them (`*` holds all). @default [] */
+  scopes?: readonly string[];
+}
+
+/** The guard's verdict: the key, or the answer to send instead of the host's route. */
+export type GuardResult = { ok: true; key: AuthenticatedKey } | { ok: false; response: Response };
+
+/**
+ * What the runtime saw of the request before it became a `Request`, where it has it. A
+ * `Request`'s url is a parsed URL (dot segments resolved: `/v1/api-keys/..` reads as
+ * `/v1/`), and its headers join repeated ones (two Content-Types read as one list). An
+ * adapter on Node passes the IncomingMessage's `url` and `headers`, so that keyward sees
+ * what it sees under Express and Fastify, and answers the same bytes.
+ */
+export interface RawRequestParts {
+  /** The request target as received (`incoming.url` on Node). */
+  target?: string;
+  /** The headers as Node parsed them (`incoming.headers`): lower-cased names. */
+  headers?: HttpRequest['headers'];
+}
+
+export interface KeywardFetch {
+  /** The mount path, without a trailing slash. */
+  readonly mountPath: string;
+  /**
+   * Serves the management API: the answer for a request under `mountPath` (errors
+   * included, in the shared envelope), `null` for any other, which is the host's to serve.
+   * The body is read only after the key is verified and the media type accepted.
+   */
+  handle(request: Request, raw?: RawRequestParts): Promise<Response | null>;
+  /**
+   * Guard for the host's own routes: the verified key, or the 401/403/503 to send in the
+   * shared error envelope. With `scopes`, the key must hold every one of them; without,
+   * any valid key will do. A key in the cache is checked without touching the store.
+   */
+  guard(request: Request, options?: GuardOptions): Promise<GuardResult>;
+}
+
+/**
+ * keyward over the Fetch API's `Request` and `Response`: for Hono, Bun, Deno, Cloudflare
+ * Workers, Next.js route handlers and any server that speaks them.
+ *
+ * ```ts
+ * const auth = createFetchHandler({ service });
+ * export default {
+ *   async fetch(request: Request) {
+ *     const answer = await auth.handle(request);
+ *     if (answer) return answer;
+ *     const verdict = await auth.guard(request);
+ *     if (!verdict.ok) return verdict.response;
+ *     return Response.json({ hello: verdict.key.ownerId });
+ *   },
+ * };
+ * ```
+ */
+export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
+  const http = createHttpHandler(options.service, options);
+  const headerName = http.headerName;
+
+  async function handle(request: Request, raw: RawRequestParts = {}): Promise<Response | null> {
+    // The absolute URL as is: core reads an absolute-form target (scheme and authority
+    // left on) as its path and query, with no URL parsed per request.
+    const target = raw.target ?? request.url;
+    if (!http.owns(target)) return null;
+    const response = await http.handle({
+      method: request.method,
+      path: target,
+      headers: raw.headers ?? headersOf(request.headers),
+      // A body something already read (a middleware's `await c.req.json()`) is gone:
+      // handed over as empty, core tells onError to mount keyward before the reader, where
+      // the stream would only throw an ERR_INVALID_STATE TypeError.
+      body: request.bodyUsed ? noBody : (request.body ?? noBody),
+    });
+    return toResponse(response);
+  }
+
+  function guard(request: Request, options: GuardOptions = {}): Promise<GuardResult> {
+    const value = request.headers.get(headerName);
+    // Only the key header is read: no record of every header for each guarded request.
+    const headers = value === null ? {} : { [headerName]: value };
+    return new Promise((resolve, reject) => {
+      http.guard(headers, options.scopes ?? [], {
+        admit: (key) => resolve({ ok: true, key }),
+        refuse: (response) => resolve({ ok: false, response: toResponse(response) }),
+        fail: (error) => reject(error),
+      });
+    });
+  }
+
+  return { mountPath: http.mountPath, handle, guard };
+}
+
+/** Core's answer as a `Response`, headers and body as they are: every adapter sends the
+ * same bytes. */
+export function toResponse(response: HttpResponse): Response {
+  return new Response(response.body, { status: response.status, headers: response.headers });
+}
+
+function headersOf(headers: Headers): HttpRequest['headers'] {
+  const record: HttpRequest['headers'] = {};
+  // Names come lower-cased; repeated headers come joined with ", ", as Node joins them.
+  for (const [name, value] of headers) record[name] = value;
+  return record;
+}
+
+const noBody: AsyncIterable<Uint8Array> = {
+  async *[Symbol.asyncIterator]() {},
+};

@@ -1,0 +1,94 @@
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { createKeyService, memoryStore } from '@keyward/core';
+import { describeHttpContract } from '@keyward/testing';
+import { describe, expect, it } from 'vitest';
+import { createFetchHandler, type KeywardFetch } from '../src/index.js';
+
+/** A host with no framework at all: one fetch function, served by Node through
+ * @hono/node-server's Request/Response bridge. */
+function hostFetch(
+  auth: KeywardFetch,
+  routes: Record<string, readonly string[]>,
+): (request: Request) => Promise<Response> {
+  return async (request) => {
+    const answer = await auth.handle(request);
+    if (answer) return answer;
+    const scopes = routes[new URL(request.url).pathname];
+    if (scopes === undefined || request.method !== 'GET') {
+      return new Response('not found', { status: 404 });
+    }
+    const verdict = await auth.guard(request, { scopes });
+    if (!verdict.ok) return verdict.response;
+    return Response.json({ apiKey: verdict.key });
+  };
+}
+
+async function listen(fetch: (request: Request) => Promise<Response>) {
+  const server = serve({ fetch, port: 0, hostname: '127.0.0.1' });
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if ('closeAllConnections' in server) server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describeHttpContract('fetch', {
+  startServer({ service, guardedPath, scopedPath, scopes }) {
+    const auth = createFetchHandler({ service });
+    return listen(hostFetch(auth, { [guardedPath]: [], [scopedPath]: scopes }));
+  },
+});
+
+describe('fetch: the handler on Request and Response alone', () => {
+  const service = createKeyService({
+    store: memoryStore(),
+    argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+  });
+
+  it('answers null outside the mount path, so the host serves it', async () => {
+    const auth = createFetchHandler({ service });
+    expect(await auth.handle(new Request('http://h/v1/api-keys-other'))).toBeNull();
+    expect(await auth.handle(new Request('http://h/'))).toBeNull();
+    const answer = await auth.handle(new Request('http://h/v1/api-keys?x=1'));
+    expect(answer?.status).toBe(401);
+  });
+
+  it('reads a JSON body from a Request built in-process, once the key is verified', async () => {
+    const auth = createFetchHandler({ service, mountPath: '/keys' });
+    const { rawKey } = await service.create('acct_f', 'bootstrap');
+    const created = await auth.handle(
+      new Request('http://h/keys', {
+        method: 'POST',
+        headers: { 'X-API-Key': rawKey, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: 'made in-process' }),
+      }),
+    );
+    expect(created?.status).toBe(201);
+    expect(created?.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    const body = (await created?.json()) as { data: { name: string } };
+    expect(body.data.name).toBe('made in-process');
+  });
+
+  it('guard: the key with its scopes, or the 401/403 to send', async () => {
+    const auth = createFetchHandler({ service });
+    const { rawKey } = await service.create('acct_g', 'orders', { scopes: ['orders:read'] });
+    const ok = await auth.guard(new Request('http://h/x', { headers: { 'x-api-key': rawKey } }));
+    expect(ok.ok && ok.key.ownerId).toBe('acct_g');
+    const scoped = await auth.guard(
+      new Request('http://h/x', { headers: { 'x-api-key': rawKey } }),
+      { scopes: ['orders:write'] },
+    );
+    expect(scoped.ok || scoped.response.status).toBe(403);
+    const missing = await auth.guard(new Request('http://h/x'));
+    expect(missing.ok || missing.response.status).toBe(401);
+    expect(missing.ok || missing.response.headers.get('www-authenticate')).toBe(
+      'ApiKey header="X-API-Key"',
+    );
+  });
+});

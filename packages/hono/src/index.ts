@@ -1,0 +1,102 @@
+import type { AuthenticatedKey, HttpOptions, HttpRequest, KeyService } from '@keyward/core';
+import { createFetchHandler, type GuardOptions, type RawRequestParts } from '@keyward/fetch';
+import type { MiddlewareHandler } from 'hono';
+
+export type { GuardOptions } from '@keyward/fetch';
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The key that authenticated this request, set by keyward's `requireApiKey()`. */
+    apiKey: AuthenticatedKey;
+  }
+}
+
+/** The Hono `Env` of a route behind `requireApiKey()`: `c.get('apiKey')` is the key. */
+export interface KeywardEnv {
+  Variables: { apiKey: AuthenticatedKey };
+}
+
+export interface KeywardHonoOptions extends HttpOptions {
+  /** The key service (from `createKeyService`) the routes and the guard use. */
+  service: KeyService;
+}
+
+export interface KeywardHono {
+  /** Serves the management API under `mountPath` (the whole path: Hono hands every
+   * middleware the full URL, wherever it is mounted); mount it with `app.use(routes)`.
+   * Other requests go on to the next handler. */
+  routes: MiddlewareHandler;
+  /** Guard for the host's own routes: sets `c.get('apiKey')`, or answers 401/403/503 in
+   * the shared error envelope. With `scopes`, the key must hold every one of them (`*`
+   * holds all); without, any valid key will do. */
+  requireApiKey(options?: GuardOptions): MiddlewareHandler<KeywardEnv>;
+}
+
+/**
+ * keyward for Hono 4, on any runtime Hono runs on.
+ *
+ * ```ts
+ * const auth = keyward({ service });
+ * app.use(auth.routes);
+ * app.get('/v1/me', auth.requireApiKey(), (c) => c.json(c.get('apiKey')));
+ * ```
+ */
+export function keyward(options: KeywardHonoOptions): KeywardHono {
+  const handler = createFetchHandler(options);
+
+  const routes: MiddlewareHandler = async (c, next) => {
+    const response = await handler.handle(c.req.raw, nodeParts(c.env, c.req.raw));
+    if (response) return response;
+    await next();
+  };
+
+  const guard =
+    (scopes: readonly string[]): MiddlewareHandler<KeywardEnv> =>
+    async (c, next) => {
+      const verdict = await handler.guard(c.req.raw, { scopes });
+      if (!verdict.ok) return verdict.response;
+      c.set('apiKey', verdict.key);
+      await next();
+    };
+  const anyKey = guard([]);
+
+  return {
+    routes,
+    requireApiKey: (guardOptions = {}) => {
+      const scopes = [...(guardOptions.scopes ?? [])];
+      return scopes.length === 0 ? anyKey : guard(scopes);
+    },
+  };
+}
+
+/**
+ * On Node (`@hono/node-server`), the request as Node parsed it, from the `incoming`
+ * binding: the target before URL parsing resolved its dot segments, and the headers with
+ * a repeated Content-Type cut to the first, as Express and Fastify see them. Only while
+ * the `Request` still names that target: a sub-app under `app.mount()` gets a Request for
+ * a rewritten URL, and that is the one it routes on. Elsewhere, nothing: the `Request` is
+ * all there is.
+ */
+function nodeParts(env: unknown, request: Request): RawRequestParts | undefined {
+  const incoming = (env as { incoming?: { url?: unknown; headers?: unknown } } | undefined)
+    ?.incoming;
+  if (typeof incoming?.url !== 'string' || typeof incoming.headers !== 'object') return undefined;
+  const target = incoming.url;
+  if (!request.url.endsWith(target) && !sameResource(target, request.url)) return undefined;
+  return { target, headers: incoming.headers as HttpRequest['headers'] };
+}
+
+/** Whether `target`, parsed as the runtime parses it, is `url` (fragments aside): only
+ * reached when the two differ as written, a dot segment or an escaped character, say. */
+function sameResource(target: string, url: string): boolean {
+  try {
+    return withoutFragment(new URL(target, url).href) === withoutFragment(url);
+  } catch {
+    return false;
+  }
+}
+
+function withoutFragment(url: string): string {
+  const hash = url.indexOf('#');
+  return hash < 0 ? url : url.slice(0, hash);
+}

@@ -22,6 +22,7 @@ export default defineConfig({
       project('fastify', ['packages/fastify/src/**/*.test.ts']),
       project('kysely', ['packages/kysely/src/**/*.test.ts']),
       project('redis', ['packages/redis/src/**/*.test.ts']),
+      project('cli', ['packages/cli/test/**/*.test.ts']),
       project('integration', ['test/**/*.test.ts']),
     ],
   },

@@ -1,0 +1,4 @@
+export { mainHelp, run } from './cli.js';
+export { CliError, EXIT, type ExitCode } from './errors.js';
+export type { CliIo } from './io.js';
+export { type Finding, scanText } from './scanner.js';

@@ -1,10 +1,14 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
+// By URL: `--import tsx` would be resolved from the child's working directory, which a test
+// may set outside the workspace.
+const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 export interface CliRun {
   code: number | null;
@@ -26,7 +30,7 @@ export function runCli(
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    ['--conditions=keyward-source', '--import', 'tsx', bin, ...args],
+    ['--conditions=keyward-source', '--import', tsx, bin, ...args],
     {
       cwd: options.cwd ?? process.cwd(),
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },

@@ -30,5 +30,9 @@ export const storeError = (message: string) => new CliError(EXIT.storeUnavailabl
 
 /** An error's message on one line, whatever it held. */
 export function oneLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+  // The libraries start their messages with `keyward: `, which the command line prints.
+  return text
+    .replace(/\s*[\r\n]+\s*/g, ' ')
+    .trim()
+    .replace(/^keyward: /, '');
 }

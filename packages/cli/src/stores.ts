@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import type { InvalidationBus, KeyStore } from '@keyward/core';
 import { redactUrl, type StoreConfig } from './config.js';
 import { storeError } from './errors.js';
+import { lockPgliteFolder, PgliteFolderInUseError } from './pglite-lock.js';
 
 /**
  * A store opened for one command. A small copy of what the examples do (their
@@ -54,10 +55,18 @@ async function openPglite(config: StoreConfig, purpose: 'migrate' | 'use'): Prom
     import('@keyward/kysely'),
   ]);
   await mkdir(config.dataDir, { recursive: true });
+  let unlock: () => Promise<void>;
+  try {
+    unlock = await lockPgliteFolder(config.dataDir, 'the keyward CLI');
+  } catch (error) {
+    if (error instanceof PgliteFolderInUseError) throw storeError(error.message);
+    throw error;
+  }
   let pglite: InstanceType<typeof PGlite>;
   try {
     pglite = await PGlite.create(config.dataDir);
   } catch (error) {
+    await unlock();
     throw storeError(
       `PGlite could not open ${config.dataDir} (${reason(error)}): stop the app using it (PGlite serves one process at a time), or set KEYWARD_DATA_DIR (or --data-dir).`,
     );
@@ -73,6 +82,7 @@ async function openPglite(config: StoreConfig, purpose: 'migrate' | 'use'): Prom
     close: async () => {
       await db.destroy();
       if (!pglite.closed) await pglite.close();
+      await unlock();
     },
   };
 }

@@ -1,8 +1,10 @@
-import { rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startExample } from '../../../test/support/example-process.js';
 import { postgresReachable, redisReachable } from '../../../test/support/services.js';
+import { PGLITE_LOCK_FILE } from '../src/pglite-lock.js';
 import { DATABASE_URL, RAW_KEY_LINE, REDIS_URL, randomId, runCli, tempDir } from './support.js';
 
 const [postgres, redis] = await Promise.all([postgresReachable(), redisReachable()]);
@@ -102,8 +104,31 @@ describe('the CLI and an example on one PGlite folder, one after the other', () 
         status: 200,
         body: { data: { message: `Hello, ${owner}!` } },
       });
+
+      // While the app holds the folder, the CLI stays off it: a key it wrote there would
+      // never reach the app (PGlite serves one process), yet be printed as made.
+      const meanwhile = await runCli(['create', '--owner', owner, '--name', 'second'], { env });
+      expect(meanwhile).toMatchObject({ code: 3, stdout: '' });
+      expect(meanwhile.stderr).toMatch(
+        /^keyward create: the PGlite folder is in use by a keyward example \(pid \d+\); PGlite serves one process at a time: stop it first, [^\n]+\n$/,
+      );
     } finally {
       expect(await app.stop()).toBe(0);
     }
+    // Stopped, the app left the folder free.
+    expect(existsSync(join(env.KEYWARD_DATA_DIR, PGLITE_LOCK_FILE))).toBe(false);
+    expect((await runCli(['list', '--owner', owner], { env })).code).toBe(0);
   }, 120_000);
+
+  it('takes over the mark of a process that died holding the folder', async () => {
+    const env = { KEYWARD_STORE: 'pglite', KEYWARD_DATA_DIR: join(dir, 'pglite') };
+    const dead = spawnSync(process.execPath, ['-e', '']).pid as number;
+    writeFileSync(
+      join(env.KEYWARD_DATA_DIR, PGLITE_LOCK_FILE),
+      JSON.stringify({ pid: dead, holder: 'a crashed app' }),
+    );
+    const result = await runCli(['migrate'], { env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(existsSync(join(env.KEYWARD_DATA_DIR, PGLITE_LOCK_FILE))).toBe(false);
+  }, 60_000);
 });

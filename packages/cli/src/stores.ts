@@ -22,6 +22,8 @@ export interface OpenedStore {
 
 /** How long a connection attempt may take before the store counts as down. */
 const CONNECT_TIMEOUT_MS = 3000;
+/** How long one Redis command may take, past the connection. */
+const COMMAND_TIMEOUT_MS = 10_000;
 
 /** Opens the store the settings name, or throws a `CliError` (exit 3) that names the fix.
  * Each kind's driver is imported only when chosen. */
@@ -105,7 +107,7 @@ async function openPostgres(
   pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
   try {
-    await sql`select 1`.execute(db);
+    await withinDeadline(sql`select 1`.execute(db));
   } catch (error) {
     await db.destroy().catch(() => {});
     throw storeError(
@@ -141,6 +143,9 @@ async function openRedis(
   const client = new Redis(config.redisUrl, {
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
+    // A server that accepts the connection and never answers would hold a command (and the
+    // process) forever; the key service has a deadline of its own, `migrate` does not.
+    commandTimeout: COMMAND_TIMEOUT_MS,
     maxRetriesPerRequest: 1,
     // A couple of quick retries for a blip, then commands fail instead of queueing.
     retryStrategy: (attempt) => (attempt > 2 ? null : attempt * 100),
@@ -148,8 +153,13 @@ async function openRedis(
   // ioredis prints unhandled 'error' events itself; the failing command reports them here.
   client.on('error', () => {});
   try {
-    await client.connect();
-    await client.ping();
+    // connectTimeout ends at the TCP handshake; this covers a server that stays silent.
+    await withinDeadline(
+      (async () => {
+        await client.connect();
+        await client.ping();
+      })(),
+    );
   } catch (error) {
     client.disconnect();
     throw storeError(
@@ -170,6 +180,22 @@ async function openRedis(
       await client.quit().catch(() => client.disconnect());
     },
   };
+}
+
+/** Rejects when `work` takes longer than a store may take to answer its first call. */
+async function withinDeadline<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${CONNECT_TIMEOUT_MS / 1000} s`)),
+      CONNECT_TIMEOUT_MS + 500,
+    );
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A bus that publishes and never listens: a command changes keys but caches none. */

@@ -1,5 +1,6 @@
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresReachable } from '../../../test/support/services.js';
 import { DATABASE_URL, runCli, tempDir } from './support.js';
 
@@ -63,4 +64,36 @@ describe('a store reachable but never migrated', () => {
       /^keyward list: table "keyward_api_keys" does not exist: run `keyward migrate` first\.\n$/,
     );
   });
+});
+
+describe('a store that accepts connections and never answers', () => {
+  let server: Server;
+  let port = 0;
+  beforeAll(async () => {
+    server = createServer(() => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => {
+    server.close();
+  });
+
+  it.each([
+    ['redis', () => ({ KEYWARD_STORE: 'redis', REDIS_URL: `redis://127.0.0.1:${port}` })],
+    [
+      'postgres',
+      () => ({ KEYWARD_STORE: 'postgres', DATABASE_URL: `postgres://u@127.0.0.1:${port}/db` }),
+    ],
+  ])(
+    '%s: exits 3 within seconds instead of hanging',
+    async (_, env) => {
+      const result = await runCli(['list', '--owner', 'o'], { env: env() });
+      expect(result).toMatchObject({ code: 3, stdout: '' });
+      expect(result.stderr).toMatch(
+        /^keyward list: cannot reach \w+ at .*: start it, or set \w+_URL .*\n$/,
+      );
+      expect(result.ms).toBeLessThan(15_000);
+    },
+    30_000,
+  );
 });

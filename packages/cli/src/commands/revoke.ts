@@ -47,9 +47,9 @@ export function oneKeyId(command: string, positionals: string[]): string {
   return keyId;
 }
 
-export function notFound(owner: string, keyId: string): CliError {
+export function notFound(owner: string, keyId: string, what = 'key'): CliError {
   return new CliError(
     EXIT.refused,
-    `account ${JSON.stringify(owner)} holds no key ${JSON.stringify(keyId)}: check both with \`keyward list --owner <id>\`.`,
+    `account ${JSON.stringify(owner)} holds no ${what} ${JSON.stringify(keyId)}: check both with \`keyward list --owner <id>\`.`,
   );
 }

@@ -39,7 +39,7 @@ export const roll: Command = async (argv, io) => {
   const rolled = await withService(config, io.err, ({ service }) =>
     service.roll(owner, keyId, grace === undefined ? {} : { expiresIn: grace }),
   );
-  if (!rolled) throw notFound(owner, keyId);
+  if (!rolled) throw notFound(owner, keyId, 'unexpired key');
   io.out(values.json ? `${JSON.stringify(keyJson(rolled), null, 2)}\n` : `${rolled.rawKey}\n`);
   return EXIT.ok;
 };

@@ -124,7 +124,9 @@ describe('keyward scan', () => {
   });
 
   it('outside a git repository and without a path, exits 2 naming the fix', async () => {
-    const result = await runCli(['scan'], { cwd: tempDir('nogit') });
+    const elsewhere = tempDir('nogit');
+    const result = await runCli(['scan'], { cwd: elsewhere });
+    rmSync(elsewhere, { recursive: true, force: true });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^keyward scan: .*not a git repository.*`keyward scan \.`.*\n$/);
   });

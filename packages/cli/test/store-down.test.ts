@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,6 +6,8 @@ import { postgresReachable } from '../../../test/support/services.js';
 import { DATABASE_URL, runCli, tempDir } from './support.js';
 
 const postgres = await postgresReachable();
+const downDir = tempDir('down');
+afterAll(() => rmSync(downDir, { recursive: true, force: true }));
 const aKey = 'rep_000000000000000000000000000000000000000000003vn2tD';
 
 // Port 1 on loopback: nothing listens there, so the connection is refused at once.
@@ -23,7 +26,7 @@ const down = [
   },
   {
     store: 'pglite',
-    env: { KEYWARD_STORE: 'pglite', KEYWARD_DATA_DIR: join(tempDir('down'), 'missing') },
+    env: { KEYWARD_STORE: 'pglite', KEYWARD_DATA_DIR: join(downDir, 'missing') },
     message:
       /^keyward \w+: no PGlite database in .*missing: set KEYWARD_DATA_DIR \(or --data-dir\) to your app's folder, or run `keyward migrate` to create one there\.\n$/,
   },

@@ -24,6 +24,7 @@ export default defineConfig({
       project('redis', ['packages/redis/test/**/*.test.ts']),
       project('fetch', ['packages/fetch/test/**/*.test.ts']),
       project('hono', ['packages/hono/test/**/*.test.ts']),
+      project('cli', ['packages/cli/test/**/*.test.ts']),
       project('integration', ['test/**/*.test.ts']),
     ],
   },

@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { lockPgliteFolder } from '@keyward/cli';
 import { type InvalidationBus, type KeyStore, memoryStore } from '@keyward/core';
 import type { ExampleConfig } from './config.js';
 
@@ -40,7 +41,13 @@ async function openPglite(
       import('@keyward/kysely'),
     ]);
   await mkdir(config.dataDir, { recursive: true });
-  const pglite = await PGlite.create(config.dataDir);
+  // PGlite keeps no lock of its own: the mark keeps the keyward CLI off the folder while the
+  // example runs (its writes would be lost), and this example off it while the CLI runs.
+  const unlock = await lockPgliteFolder(config.dataDir, 'a keyward example');
+  const pglite = await PGlite.create(config.dataDir).catch(async (error: unknown) => {
+    await unlock();
+    throw error;
+  });
   const db = new Kysely({ dialect: new PGliteDialect(pglite) });
   await migrate(db);
   return {
@@ -50,6 +57,7 @@ async function openPglite(
     close: async () => {
       await db.destroy();
       if (!pglite.closed) await pglite.close();
+      await unlock();
     },
   };
 }

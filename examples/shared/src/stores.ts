@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { lockPgliteFolder } from '@keyward/cli';
+import { lockPgliteFolder, redactUrl } from '@keyward/cli';
 import { type InvalidationBus, type KeyStore, memoryStore } from '@keyward/core';
 import type { ExampleConfig } from './config.js';
 
@@ -135,15 +135,4 @@ async function openRedis(
       await client.quit();
     },
   };
-}
-
-/** A connection URL without its password, for the welcome text. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
 }

@@ -108,7 +108,7 @@ const routes: readonly Route[] = [
         readsBody: false,
         scopes: READ_SCOPES,
         run: async (service, { key }) =>
-          success(200, (await service.list(key.ownerId)).map(toJson)),
+          success(200, (await service.list(key.ownerId)).map(keyToJson)),
       },
       POST: {
         readsBody: true,
@@ -123,7 +123,7 @@ const routes: readonly Route[] = [
             createdBy: key.id,
             grantableScopes: key.scopes,
           });
-          return success(201, toJson(created));
+          return success(201, keyToJson(created));
         },
       },
     },
@@ -137,7 +137,7 @@ const routes: readonly Route[] = [
         run: async (service, { key, id, body }) => {
           const updated = await service.update(key.ownerId, id, body);
           if (!updated) throw new KeywardError('not_found');
-          return success(200, toJson(updated));
+          return success(200, keyToJson(updated));
         },
       },
       DELETE: {
@@ -168,7 +168,7 @@ const routes: readonly Route[] = [
             grantableScopes: key.scopes,
           });
           if (!rolled) throw new KeywardError('not_found');
-          return success(201, toJson(rolled));
+          return success(201, keyToJson(rolled));
         },
       },
     },
@@ -471,9 +471,10 @@ function success(status: number, data: unknown): HttpResponse {
   return jsonResponse(status, { success: true, data });
 }
 
-/** The wire shape of a key: the v1 fields, then the lifecycle ones, timestamps as ISO 8601
- * UTC. */
-function toJson(key: ApiKey | CreatedApiKey) {
+/** The wire shape of a key, as every answer shows it: the v1 fields, then the lifecycle
+ * ones, timestamps as ISO 8601 UTC. Exported for hosts and tools that print keys the way
+ * the API does. */
+export function keyToJson(key: ApiKey | CreatedApiKey) {
   return {
     id: key.id,
     name: key.name,

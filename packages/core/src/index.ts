@@ -33,6 +33,7 @@ export {
   type HttpOptions,
   type HttpRequest,
   type HttpResponse,
+  keyToJson,
 } from './http.js';
 export {
   ALL_SCOPES,

@@ -1,9 +1,9 @@
+import { keyToJson } from '@keyward/core';
 import { parseCommand, required } from '../args.js';
 import { readStoreConfig, storeHelp, storeOptions } from '../config.js';
 import { parseDuration } from '../duration.js';
 import { EXIT, usageError } from '../errors.js';
 import { type Command, help } from '../io.js';
-import { keyJson } from '../json.js';
 import { withService } from '../session.js';
 
 export const createHelp = `Usage: keyward create --owner <id> --name <name> [--expires-in 30d] [--scope s]... [--json]
@@ -48,6 +48,6 @@ export const create: Command = async (argv, io) => {
       ...(values.scope ? { scopes: values.scope } : {}),
     }),
   );
-  io.out(values.json ? `${JSON.stringify(keyJson(created), null, 2)}\n` : `${created.rawKey}\n`);
+  io.out(values.json ? `${JSON.stringify(keyToJson(created), null, 2)}\n` : `${created.rawKey}\n`);
   return EXIT.ok;
 };

@@ -1,9 +1,9 @@
-import type { ApiKey } from '@keyward/core';
+import { type ApiKey, keyToJson } from '@keyward/core';
 import { parseCommand, required } from '../args.js';
 import { readStoreConfig, storeHelp, storeOptions } from '../config.js';
 import { EXIT, usageError } from '../errors.js';
 import { type Command, help } from '../io.js';
-import { keyJson, masked } from '../json.js';
+import { masked } from '../json.js';
 import { withService } from '../session.js';
 
 export const listHelp = `Usage: keyward list --owner <id> [--json]
@@ -27,7 +27,7 @@ export const list: Command = async (argv, io) => {
   const config = readStoreConfig(values, io.env);
   const keys = await withService(config, io.err, ({ service }) => service.list(owner));
   if (values.json) {
-    io.out(`${JSON.stringify(keys.map(keyJson), null, 2)}\n`);
+    io.out(`${JSON.stringify(keys.map(keyToJson), null, 2)}\n`);
   } else if (keys.length === 0) {
     io.err(`keyward: account ${JSON.stringify(owner)} holds no keys.`);
   } else {

@@ -1,9 +1,9 @@
+import { keyToJson } from '@keyward/core';
 import { parseCommand, required } from '../args.js';
 import { readStoreConfig, storeHelp, storeOptions } from '../config.js';
 import { parseDuration } from '../duration.js';
 import { EXIT } from '../errors.js';
 import { type Command, help } from '../io.js';
-import { keyJson } from '../json.js';
 import { withService } from '../session.js';
 import { notFound, oneKeyId } from './revoke.js';
 
@@ -40,6 +40,6 @@ export const roll: Command = async (argv, io) => {
     service.roll(owner, keyId, grace === undefined ? {} : { expiresIn: grace }),
   );
   if (!rolled) throw notFound(owner, keyId, 'unexpired key');
-  io.out(values.json ? `${JSON.stringify(keyJson(rolled), null, 2)}\n` : `${rolled.rawKey}\n`);
+  io.out(values.json ? `${JSON.stringify(keyToJson(rolled), null, 2)}\n` : `${rolled.rawKey}\n`);
   return EXIT.ok;
 };

@@ -318,14 +318,10 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     scopes: readonly string[],
     outcome: GuardOutcome,
   ): void {
-    const settle = (key: AuthenticatedKey): void => {
-      const refusal = scopes.length === 0 ? undefined : checkScopes(key, scopes);
-      if (refusal) outcome.refuse(refusal);
-      else outcome.admit(key);
-    };
+    // The warm path allocates nothing here: no closure, no promise.
     const cached = authenticateCached(headers);
     if (cached) {
-      settle(cached);
+      settle(cached, scopes, outcome);
       return;
     }
     let admitted = false;
@@ -336,9 +332,15 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
           return;
         }
         admitted = true;
-        settle(result.key);
+        settle(result.key, scopes, outcome);
       })
       .catch((error: unknown) => outcome.fail(error, admitted));
+  }
+
+  function settle(key: AuthenticatedKey, scopes: readonly string[], outcome: GuardOutcome): void {
+    const refusal = scopes.length === 0 ? undefined : checkScopes(key, scopes);
+    if (refusal) outcome.refuse(refusal);
+    else outcome.admit(key);
   }
 
   return {

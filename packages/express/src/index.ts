@@ -1,11 +1,18 @@
 import {
   type AuthenticatedKey,
   createHttpHandler,
+  type GuardOutcome,
   type HttpOptions,
   type HttpResponse,
   type KeyService,
 } from '@keyward/core';
-import express, { type RequestHandler, type Response, type Router } from 'express';
+import express, {
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+  type Router,
+} from 'express';
 
 declare global {
   namespace Express {
@@ -61,14 +68,7 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
   const guard =
     (scopes: readonly string[]): RequestHandler =>
     (req, res, next) =>
-      http.guard(req.headers, scopes, {
-        admit: (key) => {
-          req.apiKey = key;
-          next();
-        },
-        refuse: (response) => send(res, response),
-        fail: (error) => next(error),
-      });
+      http.guard(req.headers, scopes, new ExpressOutcome(req, res, next));
   const anyKey = guard([]);
 
   return {
@@ -78,6 +78,29 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
       return scopes.length === 0 ? anyKey : guard(scopes);
     },
   };
+}
+
+/** What the guard's verdict does to an Express request. A class, so each request costs one
+ * small object rather than an object and three closures. */
+class ExpressOutcome implements GuardOutcome {
+  constructor(
+    private readonly req: Request,
+    private readonly res: Response,
+    private readonly next: NextFunction,
+  ) {}
+
+  admit(key: AuthenticatedKey): void {
+    this.req.apiKey = key;
+    this.next();
+  }
+
+  refuse(response: HttpResponse): void {
+    send(this.res, response);
+  }
+
+  fail(error: unknown): void {
+    this.next(error);
+  }
 }
 
 /** Writes core's response as is, so Express sends the same bytes as every adapter. */

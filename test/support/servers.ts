@@ -29,16 +29,7 @@ export const startServer = {
     app.get(scopedPath, auth.requireApiKey({ scopes }), (req, res) => {
       res.json({ apiKey: req.apiKey });
     });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    return {
-      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    return running(app.listen(0, '127.0.0.1'));
   },
 
   async fastify({
@@ -87,14 +78,20 @@ export const startServer = {
       hostname: '127.0.0.1',
       autoCleanupIncoming: false,
     }) as Server;
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    return {
-      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    return running(server);
   },
 };
+
+/** A node:http server once it listens, as the suites want it: its URL, and a close that
+ * cuts kept-alive connections instead of waiting for them. */
+async function running(server: Server): Promise<RunningServer> {
+  if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

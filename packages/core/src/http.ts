@@ -125,6 +125,8 @@ const REPORT_WINDOW_ADDRESSES = 10_000;
 
 /** Reads a key's own account's keys; writing implies reading. */
 const READ_SCOPES = ['api_keys:read', 'api_keys:write'] as const;
+/** What a key marked leaked never holds, whatever its scopes say. */
+const MANAGEMENT_SCOPES: readonly string[] = READ_SCOPES;
 const WRITE_SCOPES = ['api_keys:write'] as const;
 
 interface Action {
@@ -257,6 +259,10 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
   /** `undefined` when `key` holds every scope in `needed`, else the 403 to send. For the
    * host's guards: `requireApiKey({ scopes })`. */
   function checkScopes(key: AuthenticatedKey, needed: readonly string[]): HttpResponse | undefined {
+    if (key.leakedAt !== null && needed.some((scope) => MANAGEMENT_SCOPES.includes(scope))) {
+      // A quarantined key holds no management scope, on the host's routes either.
+      return insufficientScope(needed);
+    }
     return holdsScopes(key.scopes, needed) ? undefined : insufficientScope(needed);
   }
 

@@ -344,6 +344,11 @@ describe('leak response: quarantine', () => {
     expect(refused.status).toBe(403);
     expect(JSON.parse(refused.body)).toMatchObject({ error: { code: 'insufficient_scope' } });
     expect((await manage(leaked.rawKey, 'DELETE', `${MOUNT}/${other.id}`)).status).toBe(403);
+    // A host route that asks for a management scope refuses it too; one that does not, admits it.
+    const verified = await a.keys.verify(leaked.rawKey);
+    if (!verified.ok) throw new Error('the quarantined key should still verify');
+    expect(a.http.checkScopes(verified.key, ['api_keys:write'])?.status).toBe(403);
+    expect(a.http.checkScopes(verified.key, ['orders:write'])).toBeUndefined();
     // Listed (by another key of the account) with the mark, last in the key's fields.
     const listed = JSON.parse((await manage(other.rawKey)).body).data as Record<string, unknown>[];
     const entry = listed.find((k) => k.id === leaked.id);

@@ -98,5 +98,7 @@ function fresh(row: StoredKey): StoredKey {
     scopes: row.scopes.map(copy),
     metadata: structuredClone(row.metadata),
     createdBy: row.createdBy && copy(row.createdBy),
+    leakedAt: row.leakedAt && new Date(row.leakedAt),
+    leakSource: row.leakSource && copy(row.leakSource),
   };
 }

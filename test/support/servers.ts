@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import type { HttpOptions } from '@keyward/core';
 import { keyward as expressKeyward } from '@keyward/express';
 import { keyward as fastifyKeyward, keywardFrameworkErrors } from '@keyward/fastify';
 import { keyward as honoKeyward } from '@keyward/hono';
@@ -11,7 +12,11 @@ import { Hono } from 'hono';
 
 /** The host apps the contract suite drives: keyward mounted, a guarded route and one that
  * needs scopes. */
-type HostSetup = Pick<ServerSetup, 'service' | 'guardedPath'> & Partial<ServerSetup>;
+type HostSetup = Pick<ServerSetup, 'service' | 'guardedPath'> &
+  Partial<ServerSetup> & {
+    /** keyward's HTTP options (the leak routes, say), given to the adapter as they are. */
+    httpOptions?: HttpOptions;
+  };
 
 export const startServer = {
   async express({
@@ -19,9 +24,10 @@ export const startServer = {
     guardedPath,
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
+    httpOptions,
   }: HostSetup): Promise<RunningServer> {
     const app = express();
-    const auth = expressKeyward({ service });
+    const auth = expressKeyward({ ...httpOptions, service });
     app.use(auth.router);
     app.get(guardedPath, auth.requireApiKey(), (req, res) => {
       res.json({ apiKey: req.apiKey });
@@ -37,9 +43,10 @@ export const startServer = {
     guardedPath,
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
+    httpOptions,
   }: HostSetup): Promise<RunningServer> {
     const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
-    await app.register(fastifyKeyward, { service });
+    await app.register(fastifyKeyward, { ...httpOptions, service });
     app.get(guardedPath, { config: { apiKey: true } }, async (request) => ({
       apiKey: request.apiKey,
     }));
@@ -55,9 +62,10 @@ export const startServer = {
     guardedPath,
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
+    httpOptions,
   }: HostSetup): Promise<RunningServer> {
     const app = new Hono();
-    const auth = honoKeyward({ service });
+    const auth = honoKeyward({ ...httpOptions, service });
     app.use(auth.routes);
     // Hono's c.json names no charset; Express's and Fastify's do: the host routes answer
     // alike, so that the suites comparing adapters compare keyward alone.

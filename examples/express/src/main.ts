@@ -8,7 +8,7 @@ main({
   async listen(service, config) {
     const app = express();
     app.disable('x-powered-by');
-    const auth = keyward({ service });
+    const auth = keyward({ service, leaks: config.leaks });
     app.use(auth.router);
 
     // The host's own route, behind keyward's guard.

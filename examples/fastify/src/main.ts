@@ -6,7 +6,7 @@ main({
   framework: 'Fastify',
   async listen(service, config) {
     const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
-    await app.register(keyward, { service });
+    await app.register(keyward, { service, leaks: config.leaks });
 
     // The host's own route, behind keyward's guard.
     app.get('/v1/hello', { config: { apiKey: true } }, async (request) => ({

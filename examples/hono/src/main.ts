@@ -9,7 +9,7 @@ main({
   framework: 'Hono',
   async listen(service, config) {
     const app = new Hono();
-    const auth = keyward({ service });
+    const auth = keyward({ service, leaks: config.leaks });
     app.use(auth.routes);
 
     // The host's own route, behind keyward's guard.

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { type HttpOptions, readGitHubPublicKeys } from '@keyward/core';
 
 export type StoreKind = 'memory' | 'pglite' | 'postgres' | 'redis';
 const storeKinds: readonly StoreKind[] = ['memory', 'pglite', 'postgres', 'redis'];
@@ -22,6 +23,11 @@ export interface ExampleConfig {
    * until Node's headersTimeout, and an orchestrator would kill the process before the
    * last lastUsedAt values are written. Default 2000. */
   shutdownGraceMs: number;
+  /** The leak routes: `POST /v1/api-keys/report-leak` always, and GitHub's alert route
+   * `POST /v1/api-keys/leaks/github` when GITHUB_SECRET_SCANNING_KEYS holds the public keys
+   * (the JSON https://api.github.com/meta/public_keys/secret_scanning returns, or a
+   * locally made key pair's in that shape, to try it end to end). */
+  leaks: NonNullable<HttpOptions['leaks']>;
 }
 
 /** The examples' settings, from the environment, checked once with clear messages. */
@@ -46,6 +52,14 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
     .split(',')
     .map((a) => a.trim())
     .filter((a) => a.length > 0);
+  const githubKeys = env.GITHUB_SECRET_SCANNING_KEYS?.trim();
+  if (githubKeys) {
+    try {
+      readGitHubPublicKeys(githubKeys);
+    } catch (error) {
+      throw new Error(`GITHUB_SECRET_SCANNING_KEYS: ${(error as Error).message}`);
+    }
+  }
   return {
     port,
     host: env.HOST ?? '127.0.0.1',
@@ -56,5 +70,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
     accounts,
     diagnostics: env.KEYWARD_DIAGNOSTICS === '1',
     shutdownGraceMs,
+    leaks: {
+      reportRoute: true,
+      ...(githubKeys ? { github: { publicKeys: githubKeys } } : {}),
+    },
   };
 }

@@ -38,6 +38,14 @@ export async function runExample(app: ExampleApp): Promise<void> {
     store: opened.store,
     ...(opened.bus ? { bus: opened.bus } : {}),
     onError: logError,
+    // Quarantine (the default): where a real app would email the key's owner.
+    leaks: {
+      onLeak: ({ keyId, ownerId, source, url, action }) => {
+        log(
+          `[keyward] key ${keyId} of ${ownerId} reported leaked by ${source}${url ? ` at ${url}` : ''}: ${action}`,
+        );
+      },
+    },
     onInvalidKey: ({ reason, keyPrefix }) =>
       log(`[keyward] refused ${keyPrefix ? `${keyPrefix}… ` : 'a key '}(${reason})`),
   });

@@ -7,6 +7,10 @@ export const errorCodes = {
   invalid_request: { status: 400, message: 'The request is invalid.' },
   missing_api_key: { status: 401, message: 'An API key is required in the X-API-Key header.' },
   invalid_api_key: { status: 401, message: 'The API key is invalid.' },
+  invalid_signature: {
+    status: 401,
+    message: 'The request is not signed by a known key, or its signature is invalid.',
+  },
   insufficient_scope: {
     status: 403,
     message: 'The API key lacks a scope this request needs.',

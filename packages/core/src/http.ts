@@ -1,5 +1,13 @@
 import { isKeywardError, KeywardError } from './errors.js';
 import { holdsScopes } from './key-fields.js';
+import {
+  type GitHubPublicKeys,
+  gitHubFeedback,
+  parseGitHubAlert,
+  readGitHubPublicKeys,
+  verifyGitHubSignature,
+} from './leak.js';
+import { OwnerLimit } from './owner-limit.js';
 import type { ApiKey, AuthenticatedKey, CreatedApiKey, KeyService } from './service.js';
 
 /** Core's HTTP layer, as an adapter uses it. */
@@ -45,8 +53,13 @@ export interface HttpRequest {
    * be left on: core ignores them. */
   path: string;
   headers: Record<string, string | string[] | undefined>;
-  /** The raw body, read only after the key is verified and the media type accepted. */
+  /** The raw body, read only after the key is verified and the media type accepted. Its
+   * bytes exactly as sent: the leak alert route checks a signature over them. */
   body: AsyncIterable<Uint8Array>;
+  /** The client's address (the framework's idea of it, so behind a proxy as its
+   * trust-proxy setting says), for the public report route's rate limit. Requests
+   * without one share a single allowance. */
+  clientAddress?: string;
 }
 
 /** What core hands back: adapters write it as is, so every framework sends the same bytes. */
@@ -63,6 +76,29 @@ export interface HttpOptions {
   headerName?: string;
   /** Largest accepted request body, in bytes. @default 16384 */
   maxBodyBytes?: number;
+  /** Leak response routes (docs/design.md, "Leak response"); none is served unless set
+   * here. What happens to a leaked key is the key service's `leaks` option. */
+  leaks?: {
+    /** `POST <mountPath>/leaks/github`: GitHub's secret-scanning alerts. */
+    github?: {
+      /** GitHub's public keys, as `https://api.github.com/meta/public_keys/secret_scanning`
+       * returns them (the object or its JSON text). keyward never fetches them: refresh
+       * them yourself and make a new handler. */
+      publicKeys: GitHubPublicKeys | string;
+      /** Largest alert body, in bytes; past it, 413. @default 65536 */
+      maxBodyBytes?: number;
+      /** Most matches in one alert; past it, 413. @default 100 */
+      maxMatches?: number;
+    };
+    /** `POST <mountPath>/report-leak`: anyone may report keys they found, with no key of
+     * their own. `true` for the defaults. */
+    reportRoute?:
+      | boolean
+      | {
+          /** Requests one client address may make per minute; past it, 429. @default 10 */
+          requestsPerMinute?: number;
+        };
+  };
 }
 
 export type AuthResult = { ok: true; key: AuthenticatedKey } | { ok: false; error: KeywardError };
@@ -77,10 +113,20 @@ interface ActionContext {
 /** The body fields the routes read: own properties only, so `{"__proto__": …}` cannot
  * reach one through the prototype. */
 type RequestFields = Partial<Record<(typeof bodyFields)[number], unknown>>;
-const bodyFields = ['name', 'expiresAt', 'expiresIn', 'scopes', 'metadata'] as const;
+const bodyFields = ['name', 'expiresAt', 'expiresIn', 'scopes', 'metadata', 'keys'] as const;
+
+/** Most keys in one request to the public report route. */
+export const MAX_REPORTED_KEYS = 100;
+/** Keys reported on the public route waiting to be checked, at most; past it, further
+ * ones are dropped (and `onError` told), so a flood cannot grow memory. */
+const MAX_PENDING_REPORTS = 1000;
+/** Client addresses whose report-route requests in the current minute are counted. */
+const REPORT_WINDOW_ADDRESSES = 10_000;
 
 /** Reads a key's own account's keys; writing implies reading. */
 const READ_SCOPES = ['api_keys:read', 'api_keys:write'] as const;
+/** What a key marked leaked never holds, whatever its scopes say. */
+const MANAGEMENT_SCOPES: readonly string[] = READ_SCOPES;
 const WRITE_SCOPES = ['api_keys:write'] as const;
 
 interface Action {
@@ -213,6 +259,10 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
   /** `undefined` when `key` holds every scope in `needed`, else the 403 to send. For the
    * host's guards: `requireApiKey({ scopes })`. */
   function checkScopes(key: AuthenticatedKey, needed: readonly string[]): HttpResponse | undefined {
+    if (key.leakedAt !== null && needed.some((scope) => MANAGEMENT_SCOPES.includes(scope))) {
+      // A quarantined key holds no management scope, on the host's routes either.
+      return insufficientScope(needed);
+    }
     return holdsScopes(key.scopes, needed) ? undefined : insufficientScope(needed);
   }
 
@@ -252,7 +302,9 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
       success: false,
       error: { code: e.code, message: e.message },
     });
-    if (e.status === 401) response.headers['WWW-Authenticate'] = wwwAuthenticate;
+    if (e.code === 'missing_api_key' || e.code === 'invalid_api_key') {
+      response.headers['WWW-Authenticate'] = wwwAuthenticate;
+    }
     if (e.retryAfter !== undefined) response.headers['Retry-After'] = String(e.retryAfter);
     // The rest of an oversized body is never read. Left on a kept-alive connection, it
     // would be drained to its end, however long, or, once reading stopped halfway, hold
@@ -289,6 +341,8 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
 
   async function handle(request: HttpRequest): Promise<HttpResponse> {
     try {
+      const leakRoute = leakRoutes?.match(pathOf(request.path));
+      if (leakRoute) return await leakRoute(request);
       const match = matchRoute(request.path);
       if (!match) return errorResponse(new KeywardError('not_found'));
       const method = request.method.toUpperCase();
@@ -300,6 +354,17 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
       }
       const auth = await authenticate(request.headers);
       if (!auth.ok) return errorResponse(auth.error);
+      if (auth.key.leakedAt !== null) {
+        // Quarantined: the key works on the host's routes until its shortened expiry, but
+        // manages nothing; another key of the account rolls or revokes it.
+        const response = insufficientScope(action.scopes.slice(0, 1));
+        response.body = JSON.stringify({
+          success: false,
+          error: { code: 'insufficient_scope', message: LEAKED_KEY_MESSAGE },
+        });
+        response.headers['Content-Length'] = String(Buffer.byteLength(response.body));
+        return response;
+      }
       if (!action.scopes.some((scope) => holdsScopes(auth.key.scopes, [scope]))) {
         return insufficientScope(action.scopes.slice(0, 1));
       }
@@ -312,6 +377,11 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
       return errorResponse(error);
     }
   }
+
+  const leakRoutes =
+    options.leaks?.github || options.leaks?.reportRoute
+      ? createLeakRoutes(service, mountPath, options.leaks, errorResponse)
+      : undefined;
 
   function guard(
     headers: HttpRequest['headers'],
@@ -416,25 +486,10 @@ async function readJsonObject(
   if (!jsonMediaType.test(contentType) || (charset !== undefined && !/^utf-8$/i.test(charset))) {
     throw new KeywardError('unsupported_media_type');
   }
-  const declared = Number(headerValue(request.headers['content-length']));
-  if (declared > maxBodyBytes) throw new KeywardError('payload_too_large');
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of request.body) {
-    size += chunk.byteLength;
-    if (size > maxBodyBytes) throw new KeywardError('payload_too_large');
-    chunks.push(chunk);
-  }
-  if (size === 0 && declared > 0) {
-    // The stream ended with none of the declared bytes: something read it before keyward
-    // did. A host bug, not the client's: 500, and onError says how to fix it.
-    throw new Error(
-      "keyward: the request body was already read before keyward saw it: a body parser (express.json(), for example) runs before keyward's router. Mount the router first, or the parser on your own routes only.",
-    );
-  }
+  const raw = await readRawBody(request, maxBodyBytes);
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)));
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
   } catch {
     throw new KeywardError('invalid_json');
   }
@@ -489,5 +544,154 @@ export function keyToJson(key: ApiKey | CreatedApiKey) {
     scopes: key.scopes,
     metadata: key.metadata,
     createdBy: key.createdBy,
+    leakedAt: key.leakedAt?.toISOString() ?? null,
+    leakSource: key.leakSource,
   };
+}
+
+const LEAKED_KEY_MESSAGE =
+  'This API key was reported leaked: it can no longer manage keys. Use another key of the account to roll or revoke it.';
+
+/**
+ * The leak routes (docs/design.md, "Leak response"), outside the management table: neither
+ * takes an API key. `match` gives the handler for a path, or `undefined`.
+ */
+function createLeakRoutes(
+  service: KeyService,
+  mountPath: string,
+  leaks: NonNullable<HttpOptions['leaks']>,
+  errorResponse: (error: unknown) => HttpResponse,
+) {
+  const routes = new Map<string, (request: HttpRequest) => Promise<HttpResponse>>();
+  const onError = service.options.onError;
+
+  if (leaks.github) {
+    const publicKeys = readGitHubPublicKeys(leaks.github.publicKeys);
+    const maxBytes = leaks.github.maxBodyBytes ?? 64 * 1024;
+    const maxMatches = leaks.github.maxMatches ?? 100;
+    routes.set(`${mountPath}/leaks/github`, async (request) => {
+      const refused = onlyPost(request);
+      if (refused) return refused;
+      // The headers first: an unsigned request is refused before its body is read.
+      const identifier = headerValue(request.headers['github-public-key-identifier']);
+      const signature = headerValue(request.headers['github-public-key-signature']);
+      if (!identifier || !signature || !publicKeys.has(identifier.trim())) {
+        return errorResponse(new KeywardError('invalid_signature'));
+      }
+      const body = await readRawBody(request, maxBytes);
+      if (!verifyGitHubSignature(publicKeys, identifier, signature, body)) {
+        return errorResponse(new KeywardError('invalid_signature'));
+      }
+      let text: string;
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      } catch {
+        throw new KeywardError('invalid_json');
+      }
+      const alert = parseGitHubAlert(text, maxMatches);
+      if (!alert.ok) {
+        throw alert.reason === 'too_many'
+          ? new KeywardError('payload_too_large', {
+              message: `An alert may hold at most ${maxMatches} matches.`,
+            })
+          : new KeywardError('invalid_request', {
+              message: 'The alert must be a JSON array of { token, type, url }.',
+            });
+      }
+      // One at a time, in order: each real key costs an argon2 run, and the guard's
+      // verifications go first for every slot.
+      const feedback = [];
+      for (const match of alert.matches) {
+        const outcome = await service.reportLeak(match.token, { source: 'github', url: match.url });
+        feedback.push(gitHubFeedback(match, outcome !== null));
+      }
+      return jsonResponse(200, feedback);
+    });
+  }
+
+  if (leaks.reportRoute) {
+    const settings = leaks.reportRoute === true ? {} : leaks.reportRoute;
+    const perMinute = settings.requestsPerMinute ?? 10;
+    if (!Number.isSafeInteger(perMinute) || perMinute < 1) {
+      throw new TypeError(
+        `keyward: \`leaks.reportRoute.requestsPerMinute\` must be a positive integer; got ${perMinute}.`,
+      );
+    }
+    const limit = new OwnerLimit(perMinute, 60_000, REPORT_WINDOW_ADDRESSES);
+    const pending: string[] = [];
+    let draining = false;
+
+    // Reported keys are checked after the answer, one at a time: the answer's bytes and
+    // timing say nothing of what was sent (docs/design.md, "Leak response").
+    const drain = async (): Promise<void> => {
+      if (draining) return;
+      draining = true;
+      try {
+        for (let key = pending.shift(); key !== undefined; key = pending.shift()) {
+          await service.reportLeak(key, { source: 'report' }).catch(onError);
+        }
+      } finally {
+        draining = false;
+      }
+    };
+
+    routes.set(`${mountPath}/report-leak`, async (request) => {
+      const refused = onlyPost(request);
+      if (refused) return refused;
+      const retryAfter = limit.take(request.clientAddress ?? '');
+      if (retryAfter !== undefined) throw new KeywardError('rate_limited', { retryAfter });
+      const { keys } = await readJsonObject(request, 16 * 1024);
+      if (
+        !Array.isArray(keys) ||
+        keys.length > MAX_REPORTED_KEYS ||
+        !keys.every((key) => typeof key === 'string' && key.length <= 512)
+      ) {
+        throw new KeywardError('invalid_request', {
+          message: `\`keys\` must be an array of at most ${MAX_REPORTED_KEYS} strings.`,
+        });
+      }
+      const fresh = [...new Set(keys as string[])];
+      const room = MAX_PENDING_REPORTS - pending.length;
+      if (fresh.length > room) {
+        onError(
+          new Error(
+            `keyward: ${fresh.length - Math.max(room, 0)} reported keys were dropped: more than ${MAX_PENDING_REPORTS} are waiting to be checked.`,
+          ),
+        );
+      }
+      pending.push(...fresh.slice(0, Math.max(room, 0)));
+      void drain();
+      return success(202, { received: keys.length });
+    });
+  }
+
+  function onlyPost(request: HttpRequest): HttpResponse | undefined {
+    if (request.method.toUpperCase() === 'POST') return undefined;
+    const response = errorResponse(new KeywardError('method_not_allowed'));
+    response.headers.Allow = 'POST';
+    return response;
+  }
+
+  return { match: (path: string) => routes.get(path.replace(/\/$/, '')) };
+}
+
+/** The body's bytes as sent, at most `maxBytes` (else 413). */
+async function readRawBody(request: HttpRequest, maxBytes: number): Promise<Buffer> {
+  const declared = Number(headerValue(request.headers['content-length']));
+  if (declared > maxBytes) throw new KeywardError('payload_too_large');
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw new KeywardError('payload_too_large');
+    chunks.push(chunk);
+  }
+  if (size === 0 && declared > 0) {
+    // The stream ended with none of the declared bytes: something read it before keyward
+    // did. A host bug, not the client's: 500, and onError says how to fix it.
+    throw new Error(
+      "keyward: the request body was already read before keyward saw it: a body parser (express.json(), for example) runs before keyward's router. Mount the router first, or the parser on your own routes only.",
+    );
+  }
+  return Buffer.concat(chunks);
 }

@@ -34,6 +34,7 @@ export {
   type HttpRequest,
   type HttpResponse,
   keyToJson,
+  MAX_REPORTED_KEYS,
 } from './http.js';
 export {
   ALL_SCOPES,
@@ -57,6 +58,22 @@ export {
   parseKey,
   SECRET_LENGTH,
 } from './key-format.js';
+export {
+  DEFAULT_QUARANTINE_GRACE_SECONDS,
+  type GitHubFeedback,
+  type GitHubMatch,
+  type GitHubPublicKeys,
+  gitHubFeedback,
+  LEAK_POLICIES,
+  type LeakEvent,
+  type LeakOutcome,
+  type LeakPolicy,
+  type LeakReport,
+  MAX_QUARANTINE_GRACE_SECONDS,
+  parseGitHubAlert,
+  readGitHubPublicKeys,
+  verifyGitHubSignature,
+} from './leak.js';
 export { type MemoryStore, memoryStore } from './memory-store.js';
 export { MAX_NAME_LENGTH, normalizeKeyName } from './names.js';
 export type { InvalidKeyReason, KeyServiceOptions } from './options.js';

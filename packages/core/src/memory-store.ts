@@ -29,6 +29,7 @@ export function memoryStore(): MemoryStore {
     createdAt: new Date(key.createdAt),
     lastUsedAt: key.lastUsedAt && new Date(key.lastUsedAt),
     expiresAt: key.expiresAt && new Date(key.expiresAt),
+    leakedAt: key.leakedAt && new Date(key.leakedAt),
     scopes: [...key.scopes],
     metadata: structuredClone(key.metadata),
   });
@@ -87,6 +88,10 @@ export function memoryStore(): MemoryStore {
       if (changes.metadata !== undefined) key.metadata = structuredClone(changes.metadata);
       if (changes.expiresAt !== undefined) {
         key.expiresAt = earlierExpiry(key.expiresAt, new Date(changes.expiresAt));
+      }
+      if (changes.leak !== undefined && key.leakedAt === null) {
+        key.leakedAt = new Date(changes.leak.at);
+        key.leakSource = changes.leak.source;
       }
       return copy(key);
     },

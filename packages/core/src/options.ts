@@ -3,6 +3,13 @@ import type { InvalidationBus } from './bus.js';
 import { type Argon2Options, resolveArgon2Options } from './hashing.js';
 import { parseScopes } from './key-fields.js';
 import { DEFAULT_KEY_PREFIX, isValidKeyPrefix } from './key-format.js';
+import {
+  DEFAULT_QUARANTINE_GRACE_SECONDS,
+  LEAK_POLICIES,
+  type LeakEvent,
+  type LeakPolicy,
+  MAX_QUARANTINE_GRACE_SECONDS,
+} from './leak.js';
 import type { KeyStore } from './store.js';
 
 /** Why a presented key was refused. Reported to `onInvalidKey`, never to the client: every
@@ -95,6 +102,21 @@ export interface KeyServiceOptions {
   storeTimeoutMs?: number;
   /** Drops a revoked or renamed key from every instance's cache. @default none */
   bus?: InvalidationBus;
+  /** What happens to a key reported leaked and confirmed real (docs/design.md, "Leak
+   * response"): by GitHub's secret scanning, the public report route, or `reportLeak`. */
+  leaks?: {
+    /** `quarantine`: the key keeps working until now + `quarantineGraceSeconds` (its
+     * expiry is brought forward, never extended), loses its management scopes and is
+     * marked (`leakedAt`, `leakSource`). `revoke`: the key and every key it created go at
+     * once. `notify`: nothing changes; only `onLeak` is called. @default 'quarantine' */
+    policy?: LeakPolicy;
+    /** Seconds a quarantined key keeps working, 1 to 86,400. @default 3600 */
+    quarantineGraceSeconds?: number;
+    /** Called once per key confirmed leaked, whatever the policy, after the policy was
+     * applied: tell the owner here. Never given the key. What it throws or rejects with goes
+     * to `onError`. */
+    onLeak?: (event: LeakEvent) => void | Promise<void>;
+  };
   /** Called on each refused key, for the host's logs and metrics. Never given the key. */
   onInvalidKey?: (event: { reason: InvalidKeyReason; keyPrefix?: string }) => void;
   /** Called with infrastructure and unexpected errors. keyward logs nothing itself. */
@@ -167,12 +189,39 @@ export function resolveOptions(options: KeyServiceOptions) {
     ),
     storeTimeoutMs: positiveInt('storeTimeoutMs', options.storeTimeoutMs, 5000),
     bus: options.bus,
+    leakPolicy: leakPolicy(options.leaks?.policy),
+    quarantineGraceSeconds: quarantineGrace(options.leaks?.quarantineGraceSeconds),
+    onLeak: options.leaks?.onLeak ?? (() => {}),
     onInvalidKey: options.onInvalidKey ?? (() => {}),
     onError: options.onError ?? (() => {}),
     now: options.now ?? (() => new Date()),
     /** The clock in epoch ms, for the hot path: no Date per request. */
     nowMs: now ? () => now().getTime() : Date.now,
   };
+}
+
+function leakPolicy(value: LeakPolicy | undefined): LeakPolicy {
+  if (value === undefined) return 'quarantine';
+  if (!LEAK_POLICIES.includes(value)) {
+    throw new TypeError(
+      `keyward: \`leaks.policy\` must be one of ${LEAK_POLICIES.join(', ')}; got ${JSON.stringify(value)}.`,
+    );
+  }
+  return value;
+}
+
+function quarantineGrace(value: number | undefined): number {
+  const seconds = positiveInt(
+    'leaks.quarantineGraceSeconds',
+    value,
+    DEFAULT_QUARANTINE_GRACE_SECONDS,
+  );
+  if (seconds > MAX_QUARANTINE_GRACE_SECONDS) {
+    throw new TypeError(
+      `keyward: \`leaks.quarantineGraceSeconds\` must be at most ${MAX_QUARANTINE_GRACE_SECONDS} (24 hours); got ${seconds}.`,
+    );
+  }
+  return seconds;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {

@@ -1,7 +1,9 @@
+import { hash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { InvalidationEvent } from './bus.js';
 import { withDeadline } from './deadline.js';
 import { KeywardError } from './errors.js';
-import { hashKey } from './hashing.js';
+import { hashKey, verifyKeyHash } from './hashing.js';
 import {
   holdsScopes,
   parseCreateExpiry,
@@ -10,8 +12,9 @@ import {
   parseRollGrace,
   parseScopes,
 } from './key-fields.js';
-import { generateKey, generateKeyId } from './key-format.js';
+import { generateKey, generateKeyId, parseKey } from './key-format.js';
 import { LastUsedWriter, latest } from './last-used.js';
+import type { LeakOutcome, LeakReport } from './leak.js';
 import { normalizeKeyName } from './names.js';
 import { type KeyServiceOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { OwnerLimit } from './owner-limit.js';
@@ -38,6 +41,10 @@ export interface ApiKey {
   metadata: KeyMetadata;
   /** Id of the key that created this one over HTTP; `null` when made by the host's code. */
   createdBy: string | null;
+  /** When a leak of the key was confirmed and it was quarantined; `null` otherwise. */
+  leakedAt: Date | null;
+  /** Who reported that leak: `github`, `report`, or the host's own label. */
+  leakSource: string | null;
 }
 
 /** Returned once, by `create` and `roll`: the only time the raw key exists outside the
@@ -134,6 +141,17 @@ export interface KeyService {
    * ids, the named one first, or `[]` if the account has no key with that id. */
   revokeCascade(ownerId: string, id: string): Promise<string[]>;
   /**
+   * Handles a report that `rawKey` was published (docs/design.md, "Leak response"). The
+   * checksum is checked first, offline; then the lookup part is read from the store and
+   * the secret checked with argon2 (on the low-priority slots), so only a real key is acted
+   * on. A real key gets the service's leak policy, on every instance through the bus, and
+   * `onLeak` is called; the outcome says what was done. `null` for anything that is not a
+   * key of this service (a false positive): nothing changes. A repeated report of a key
+   * already handled changes nothing and calls no `onLeak`. Throws `service_unavailable` if
+   * the store fails.
+   */
+  reportLeak(rawKey: string, report: LeakReport): Promise<LeakOutcome | null>;
+  /**
    * Checks a presented key. `{ ok: false, reason }` for every kind of bad key (the reason
    * is for logs, not for the client); throws `service_unavailable` when the store cannot
    * answer or too many verifications are queued.
@@ -157,6 +175,11 @@ export interface KeyService {
     argon2Queue: number;
   };
 }
+
+/** Leaked keys already handled, remembered by the SHA-256 of the raw key (no usable
+ * secret): a repeated alert is answered as a true positive with no store work, even once
+ * a revoked key is gone from the store. */
+const HANDLED_LEAKS_MAX = 10_000;
 
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
 const MAX_OWNER_ID_LENGTH = 255;
@@ -261,6 +284,8 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       keySuffix: generated.keySuffix,
       createdAt: o.now(),
       lastUsedAt: null,
+      leakedAt: null,
+      leakSource: null,
     };
     return { record, rawKey: generated.rawKey };
   }
@@ -367,7 +392,46 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       scopes: record.scopes,
       metadata: record.metadata,
       createdBy: record.createdBy,
+      leakedAt: record.leakedAt,
+      leakSource: record.leakSource,
     };
+  }
+
+  const handledLeaks = new LRUCache<string, LeakOutcome>({ max: HANDLED_LEAKS_MAX });
+
+  /** Confirms that `rawKey` is a key of this service: its record, or `null`. */
+  async function findRealKey(rawKey: string): Promise<StoredKey | null> {
+    const parsed = typeof rawKey === 'string' ? parseKey(rawKey, o.prefix) : null;
+    if (!parsed) return null;
+    const record = await callStore(() => store.findByLookup(parsed.lookup));
+    if (!record) return null;
+    // Low priority: a flood of reports waits behind the guard's verifications.
+    const real = await argon2Slots.runLow(() => verifyKeyHash(record.hash, rawKey));
+    return real ? record : null;
+  }
+
+  async function applyLeakPolicy(record: StoredKey, report: LeakReport): Promise<boolean> {
+    const { ownerId, id } = record;
+    switch (o.leakPolicy) {
+      case 'revoke':
+        return (await service.revokeCascade(ownerId, id)).length > 0;
+      case 'quarantine': {
+        if (record.leakedAt !== null) return false;
+        const now = o.now();
+        const updated = await callStore(() =>
+          store.update(ownerId, id, {
+            expiresAt: new Date(now.getTime() + o.quarantineGraceSeconds * 1000),
+            leak: { at: now, source: report.source },
+          }),
+        );
+        if (!updated) return false;
+        // As a revocation is: cached copies carry the old expiry and no mark.
+        await dropEverywhere(ownerId, id, 'updated');
+        return true;
+      }
+      case 'notify':
+        return true;
+    }
   }
 
   const service: KeyService = {
@@ -535,6 +599,31 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       }
       await Promise.all(revoked.map((keyId) => dropRevoked(ownerId, keyId)));
       return revoked;
+    },
+
+    async reportLeak(rawKey, report) {
+      const digest = typeof rawKey === 'string' ? hash('sha256', rawKey, 'hex') : '';
+      const known = handledLeaks.get(digest);
+      if (known) return { ...known, firstReport: false };
+      const record = await findRealKey(rawKey);
+      if (!record) return null;
+      const firstReport = await applyLeakPolicy(record, report);
+      const outcome: LeakOutcome = { keyId: record.id, action: o.leakPolicy, firstReport };
+      handledLeaks.set(digest, outcome);
+      if (firstReport) {
+        try {
+          await o.onLeak({
+            keyId: record.id,
+            ownerId: record.ownerId,
+            url: report.url ?? null,
+            source: report.source,
+            action: o.leakPolicy,
+          });
+        } catch (error) {
+          o.onError(error);
+        }
+      }
+      return outcome;
     },
 
     verify: verifier.verify,

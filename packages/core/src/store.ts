@@ -25,6 +25,11 @@ export interface StoredKey {
   /** Id of the key that created this one over HTTP; `null` when made by the host's code.
    * Always a key of the same owner. */
   createdBy: string | null;
+  /** When a leak of this key was first confirmed and it was quarantined; `null` otherwise.
+   * A marked key holds no management scope (docs/design.md, "Leak response"). */
+  leakedAt: Date | null;
+  /** Where that leak was reported from (`github`, `report`, or the host's own label). */
+  leakSource: string | null;
 }
 
 /** A JSON object, as `JSON.parse` returns one. */
@@ -38,6 +43,9 @@ export interface KeyChanges {
   /** The store keeps the earlier of this and the key's current expiry: `update` never
    * extends a key's life, even when two updates race. */
   expiresAt?: Date;
+  /** Marks the key leaked. The store keeps the first mark: on a key already marked, both
+   * fields stay as they are, so a repeated alert changes nothing. */
+  leak?: { at: Date; source: string };
 }
 
 export type RollResult =

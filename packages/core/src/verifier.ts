@@ -25,6 +25,11 @@ export interface AuthenticatedKey {
   readonly scopes: readonly string[];
   /** The host's own JSON object, as given when the key was made or last updated. */
   readonly metadata: Readonly<KeyMetadata>;
+  /** When the key was confirmed leaked and quarantined; `null` otherwise. A marked key
+   * holds no management scope. */
+  readonly leakedAt: Date | null;
+  /** Who reported that leak. */
+  readonly leakSource: string | null;
 }
 
 export type VerifyResult =
@@ -328,6 +333,8 @@ function toAuthenticatedKey(record: StoredKey): AuthenticatedKey {
     expiresAt: record.expiresAt,
     scopes: Object.freeze([...record.scopes]),
     metadata: deepFreeze(structuredClone(record.metadata)),
+    leakedAt: record.leakedAt,
+    leakSource: record.leakSource,
   });
 }
 

@@ -61,7 +61,16 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
     // req.url is relative to wherever the host mounted this router; core reads its query.
     if (!http.owns(req.url)) return next();
     http
-      .handle({ method: req.method, path: req.url, headers: req.headers, body: req })
+      .handle({
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        // The stream itself, unread: the leak alert route checks a signature over its raw
+        // bytes, which a body parser mounted before keyward would have consumed.
+        body: req,
+        // req.ip follows the app's `trust proxy` setting.
+        clientAddress: req.ip ?? req.socket.remoteAddress,
+      })
       .then((response) => send(res, response), next);
   });
 

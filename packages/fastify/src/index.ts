@@ -99,7 +99,11 @@ async function serve(
     // The whole target: core reads the query (`?cascade=true`) and ignores a fragment.
     path: request.url,
     headers: request.headers,
+    // The stream itself, unread (the parser above leaves it): the leak alert route checks a
+    // signature over its raw bytes.
     body: request.raw,
+    // request.ip follows Fastify's `trustProxy` option.
+    clientAddress: request.ip,
   });
   return send(reply, response);
 }

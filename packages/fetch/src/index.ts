@@ -32,6 +32,10 @@ export interface RawRequestParts {
   target?: string;
   /** The headers as Node parsed them (`incoming.headers`): lower-cased names. */
   headers?: HttpRequest['headers'];
+  /** The client's address, for the public leak report route's per-client rate limit
+   * (`incoming.socket.remoteAddress` on Node, `server.requestIP(request)` on Bun, or the
+   * address a trusted proxy forwarded). Without it, all clients share one allowance. */
+  clientAddress?: string;
 }
 
 export interface KeywardFetch {
@@ -84,7 +88,10 @@ export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
       // A body something already read (a middleware's `await c.req.json()`) is gone:
       // handed over as empty, core tells onError to mount keyward before the reader, where
       // the stream would only throw an ERR_INVALID_STATE TypeError.
+      // The stream's bytes are handed on untouched: the leak alert route checks a
+      // signature over them.
       body: request.bodyUsed ? noBody : (request.body ?? noBody),
+      ...(raw.clientAddress === undefined ? {} : { clientAddress: raw.clientAddress }),
     });
     return toResponse(response);
   }

@@ -1,6 +1,6 @@
 import type { AuthenticatedKey, HttpOptions, HttpRequest, KeyService } from '@keyward/core';
 import { createFetchHandler, type GuardOptions, type RawRequestParts } from '@keyward/fetch';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 
 export type { GuardOptions } from '@keyward/fetch';
 
@@ -19,6 +19,11 @@ export interface KeywardEnv {
 export interface KeywardHonoOptions extends HttpOptions {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
+  /** The client's address, for the public leak report route's per-client rate limit.
+   * @default on Node (`@hono/node-server`), the socket's remote address; elsewhere none,
+   * and all clients share one allowance: pass `getConnInfo(c).remote.address` from your
+   * runtime's Hono adapter, or the address your trusted proxy forwards. */
+  clientAddress?: (c: Context) => string | undefined;
 }
 
 export interface KeywardHono {
@@ -45,7 +50,16 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
   const handler = createFetchHandler(options);
 
   const routes: MiddlewareHandler = async (c, next) => {
-    const response = await handler.handle(c.req.raw, nodeParts(c.env, c.req.raw));
+    const parts = nodeParts(c.env, c.req.raw) ?? {};
+    const clientAddress = options.clientAddress
+      ? options.clientAddress(c)
+      : nodeSocketAddress(c.env);
+    // c.req.raw's body stream is handed on unread: the leak alert route checks a signature
+    // over its raw bytes (a middleware that ran c.req.json() first would have consumed it).
+    const response = await handler.handle(
+      c.req.raw,
+      clientAddress === undefined ? parts : { ...parts, clientAddress },
+    );
     if (response) return response;
     await next();
   };
@@ -84,6 +98,14 @@ function nodeParts(env: unknown, request: Request): RawRequestParts | undefined 
   const target = incoming.url;
   if (!request.url.endsWith(target) && !sameResource(target, request.url)) return undefined;
   return { target, headers: incoming.headers as HttpRequest['headers'] };
+}
+
+/** The remote address of the Node socket under `@hono/node-server`'s `incoming`. */
+function nodeSocketAddress(env: unknown): string | undefined {
+  const incoming = (env as { incoming?: { socket?: { remoteAddress?: unknown } } } | undefined)
+    ?.incoming;
+  const address = incoming?.socket?.remoteAddress;
+  return typeof address === 'string' ? address : undefined;
 }
 
 /** Whether `target`, parsed as the runtime parses it, is `url` (fragments aside): only

@@ -64,12 +64,13 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
   ): Promise<boolean> => {
     const result = await sql<{ id: string }>`
       insert into ${t} (id, owner_id, name, lookup, hash, key_prefix, key_suffix, created_at,
-        last_used_at, expires_at, scopes, metadata, created_by)
+        last_used_at, expires_at, scopes, metadata, created_by, leaked_at, leak_source)
       select ${key.id}::text, ${key.ownerId}::text, ${key.name}::text, ${key.lookup}::text,
         ${key.hash}::text, ${key.keyPrefix}::text, ${key.keySuffix}::text,
         ${timestamp(key.createdAt)}::timestamptz, ${key.lastUsedAt && timestamp(key.lastUsedAt)}::timestamptz,
         ${key.expiresAt && timestamp(key.expiresAt)}::timestamptz, ${key.scopes}::text[],
-        ${JSON.stringify(key.metadata)}::json, ${key.createdBy}::text
+        ${JSON.stringify(key.metadata)}::json, ${key.createdBy}::text,
+        ${key.leakedAt && timestamp(key.leakedAt)}::timestamptz, ${key.leakSource}::text
       where (select count(*) from ${t} where owner_id = ${key.ownerId}::text) < ${maxKeysPerOwner}::int
       returning id`.execute(trx);
     return result.rows.length > 0;
@@ -117,7 +118,7 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     },
 
     async update(ownerId, id, changes) {
-      const { name, metadata, expiresAt } = changes;
+      const { name, metadata, expiresAt, leak } = changes;
       const set = {
         ...(name !== undefined && { name }),
         ...(metadata !== undefined && {
@@ -127,6 +128,12 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
         // finds it, after any concurrent update committed: two racing updates keep the earlier.
         ...(expiresAt !== undefined && {
           expires_at: sql<Date>`least(expires_at, ${timestamp(expiresAt)}::timestamptz)`,
+        }),
+        // The first mark stays, as the row is when the UPDATE finds it: a repeated or racing
+        // report changes neither column.
+        ...(leak !== undefined && {
+          leaked_at: sql<Date>`coalesce(leaked_at, ${timestamp(leak.at)}::timestamptz)`,
+          leak_source: sql<string>`case when leaked_at is null then ${leak.source}::text else leak_source end`,
         }),
       };
       const row =
@@ -274,6 +281,8 @@ function toStoredKey(row: KeyRow): StoredKey {
     // A host whose driver is told to leave json as text still gets an object.
     metadata: typeof row.metadata === 'string' ? JSON.parse(row.metadata) : row.metadata,
     createdBy: row.created_by,
+    leakedAt: row.leaked_at === null ? null : toDate(row.leaked_at),
+    leakSource: row.leak_source,
   };
 }
 

@@ -69,6 +69,18 @@ async function addLifecycleColumns(db: AnyKysely, names: TableNames): Promise<vo
 }
 
 /**
+ * Adds the leak columns unless they exist: when a leak of the key was confirmed (and it was
+ * quarantined), and who reported it. Rows written before read as never reported; both
+ * columns are nullable with no default, so Postgres rewrites nothing.
+ */
+async function addLeakColumns(db: AnyKysely, names: TableNames): Promise<void> {
+  await sql`
+    alter table ${sql.table(names.table)}
+      add column if not exists leaked_at timestamptz,
+      add column if not exists leak_source text`.execute(db);
+}
+
+/**
  * Creates keyward's table and indexes, or brings a table an older version created up to date,
  * for hosts that do not run Kysely's `Migrator`. Idempotent, and safe to call from every
  * instance at boot: concurrent calls queue on an advisory lock, because concurrent
@@ -83,6 +95,7 @@ export async function migrate(db: AnyKysely, options: TableOptions = {}): Promis
     );
     await createKeyTable(trx, names);
     await addLifecycleColumns(trx, names);
+    await addLeakColumns(trx, names);
   };
   const executor = db.withoutPlugins();
   if (executor.isTransaction) await run(executor);
@@ -123,6 +136,16 @@ export function keywardMigrationProvider(options: TableOptions = {}): KeywardMig
             drop column if exists scopes,
             drop column if exists metadata,
             drop column if exists created_by`.execute(db.withoutPlugins());
+      },
+    },
+    // Named without the table, unlike the two above: the name the leak-response issue fixed.
+    keyward_0005_leaks: {
+      up: (db) => addLeakColumns(db.withoutPlugins(), names),
+      down: async (db) => {
+        await sql`
+          alter table ${sql.table(names.table)}
+            drop column if exists leaked_at,
+            drop column if exists leak_source`.execute(db.withoutPlugins());
       },
     },
   };

@@ -58,6 +58,8 @@ export interface KeyRow {
   /** A `json` column: the drivers parse it, with the host's key order kept. */
   metadata: StoredKey['metadata'];
   created_by: string | null;
+  leaked_at: Date | null;
+  leak_source: string | null;
 }
 
 /** The database as the store sees it: whatever the table is called, it holds `KeyRow`s. */
@@ -77,6 +79,8 @@ export const KEY_COLUMNS = [
   'scopes',
   'metadata',
   'created_by',
+  'leaked_at',
+  'leak_source',
 ] as const satisfies readonly (keyof KeyRow)[];
 
 /**

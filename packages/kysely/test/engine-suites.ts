@@ -58,6 +58,7 @@ const V1_COLUMNS = [
   'created_at',
   'last_used_at',
 ];
+const LIFECYCLE_COLUMNS = ['expires_at', 'scopes', 'metadata', 'created_by'];
 
 async function columnsOf(db: AnyKysely, table: string): Promise<string[]> {
   const { rows } = await sql<{ column_name: string }>`
@@ -122,6 +123,8 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         scopes: ['ARRAY', 'NO', null],
         metadata: ['json', 'NO', null],
         created_by: ['text', 'YES', 'C'],
+        leaked_at: ['timestamp with time zone', 'YES', null],
+        leak_source: ['text', 'YES', null],
       });
     });
 
@@ -185,10 +188,14 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
         [`keyward_0001_create_${fresh}`, 'Success'],
         [`keyward_0002_lifecycle_${fresh}`, 'Success'],
+        ['keyward_0005_leaks', 'Success'],
       ]);
-      const key = await makeStoredKey();
+      const key = await makeStoredKey({ leakedAt: new Date(), leakSource: 'github' });
       await kyselyStore(engine.db(), { table: fresh }).insert(key, noCap);
       expect((await migrator.migrateToLatest()).results).toEqual([]);
+      const leaksDown = await migrator.migrateDown();
+      expect(leaksDown.error).toBeUndefined();
+      expect(await columnsOf(engine.db(), fresh)).toEqual([...V1_COLUMNS, ...LIFECYCLE_COLUMNS]);
       const lifecycleDown = await migrator.migrateDown();
       expect(lifecycleDown.error).toBeUndefined();
       expect(await columnsOf(engine.db(), fresh)).toEqual(V1_COLUMNS);
@@ -243,10 +250,9 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         await migrate(engine.db(), { table: fresh });
         expect(await columnsOf(engine.db(), fresh)).toEqual([
           ...V1_COLUMNS,
-          'expires_at',
-          'scopes',
-          'metadata',
-          'created_by',
+          ...LIFECYCLE_COLUMNS,
+          'leaked_at',
+          'leak_source',
         ]);
         await expectV1KeyReadsAsV2(fresh, key);
         // And the upgraded table takes the whole v2 contract.
@@ -265,12 +271,13 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         expect(await upgraded.deleteTree(key.ownerId, key.id)).toEqual([key.id, child.id]);
       });
 
-      it("Kysely's Migrator, given both migrations, applies only keyward_0002 to a v1 table", async () => {
+      it("Kysely's Migrator, given every migration, applies only keyward_0002 and keyward_0005 to a v1 table", async () => {
         const { fresh, migrator, key } = await v1Table();
         const up = await migrator.migrateToLatest();
         expect(up.error).toBeUndefined();
         expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
           [`keyward_0002_lifecycle_${fresh}`, 'Success'],
+          ['keyward_0005_leaks', 'Success'],
         ]);
         await expectV1KeyReadsAsV2(fresh, key);
       });

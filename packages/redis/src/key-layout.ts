@@ -12,6 +12,7 @@
  * A record's v2 fields: `expiresAt` (ms, empty for never), `scopes` (JSON array),
  * `metadata` (JSON object text), `createdBy` (empty for none). A record written before they
  * existed lacks them and reads as never expiring, scopes `["*"]`, metadata `{}`, no creator.
+ * The leak mark: `leakedAt` (ms) and `leakSource`, both absent until a leak is confirmed.
  *
  * Everything scoped to an owner (the cap, list, update, delete, deleteTree, the record
  * writes of roll, lastUsedAt) lives under the owner's hash tag, so one Lua script on one

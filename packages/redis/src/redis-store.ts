@@ -270,7 +270,7 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
   }
 
   async function update(ownerId: string, id: string, changes: KeyChanges) {
-    const { name, metadata, expiresAt } = changes;
+    const { name, metadata, expiresAt, leak } = changes;
     const reply = await runScript(
       client,
       updateRecord,
@@ -281,6 +281,8 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
         metadata === undefined ? '0' : '1',
         metadata === undefined ? '' : JSON.stringify(metadata),
         expiresAt === undefined ? '' : ms(expiresAt),
+        leak === undefined ? '' : ms(leak.at),
+        leak?.source ?? '',
       ],
     );
     return Array.isArray(reply) ? toStoredKey(pairsToObject(reply)) : null;
@@ -468,6 +470,9 @@ function recordFields(key: StoredKey): string[] {
   ];
   // Absent, not an empty string, for a key never used: HGET then answers nil.
   if (key.lastUsedAt) fields.push('lastUsedAt', String(ms(key.lastUsedAt)));
+  // Absent for a key never reported leaked, as on a record written before the mark existed.
+  if (key.leakedAt)
+    fields.push('leakedAt', String(ms(key.leakedAt)), 'leakSource', key.leakSource ?? '');
   return fields;
 }
 
@@ -486,7 +491,7 @@ function toStoredKey(fields: Record<string, string>): StoredKey {
   };
   // A record written before expiry, scopes, metadata and createdBy existed has none of
   // them: it never expires, may do everything, and was made by the host's code.
-  const { lastUsedAt, expiresAt, scopes, metadata, createdBy } = fields;
+  const { lastUsedAt, expiresAt, scopes, metadata, createdBy, leakedAt, leakSource } = fields;
   return {
     id: field('id'),
     ownerId: field('ownerId'),
@@ -501,5 +506,7 @@ function toStoredKey(fields: Record<string, string>): StoredKey {
     scopes: scopes === undefined ? ['*'] : (JSON.parse(scopes) as string[]),
     metadata: metadata === undefined ? {} : (JSON.parse(metadata) as StoredKey['metadata']),
     createdBy: createdBy ? createdBy : null,
+    leakedAt: leakedAt ? new Date(Number(leakedAt)) : null,
+    leakSource: leakedAt ? (leakSource ?? '') : null,
   };
 }

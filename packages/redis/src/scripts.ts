@@ -65,13 +65,17 @@ end
 `;
 
 /** KEYS: record. ARGV: '1' to set the name or '0', name, '1' to set the metadata or '0',
- * metadata JSON, expiry ms to keep the earlier of ('' to leave it). Returns the updated
- * record as HGETALL pairs, or nil when there is no such record. */
+ * metadata JSON, expiry ms to keep the earlier of ('' to leave it), leak mark ms ('' to
+ * leave it) and its source. A record already marked keeps its first mark. Returns the
+ * updated record as HGETALL pairs, or nil when there is no such record. */
 export const updateRecord = defineScript(`${lowerExpiry}
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'name', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'metadata', ARGV[4]) end
 if ARGV[5] ~= '' then lowerExpiry(KEYS[1], ARGV[5]) end
+if ARGV[6] and ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[1], 'leakedAt') == 0 then
+  redis.call('HSET', KEYS[1], 'leakedAt', ARGV[6], 'leakSource', ARGV[7])
+end
 return redis.call('HGETALL', KEYS[1])
 `);
 

@@ -417,11 +417,15 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
             'expiresAt',
             'scopes',
             'metadata',
+            'leakedAt',
+            'leakSource',
           ].sort(),
         );
         expect(apiKey).toMatchObject({
           id,
           ownerId,
+          leakedAt: null,
+          leakSource: null,
           name: 'bootstrap',
           keyPrefix: rawKey.slice(0, 8),
           keySuffix: rawKey.slice(-6),

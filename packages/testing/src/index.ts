@@ -22,6 +22,7 @@ export {
   describeCap,
   describeInsertAndFind,
   describeLastUsed,
+  describeLeakMark,
   describeLifecycle,
   describeListOrder,
   describeOwnerScope,

@@ -34,6 +34,8 @@ export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise
     scopes: ['*'],
     metadata: {},
     createdBy: null,
+    leakedAt: null,
+    leakSource: null,
     ...overrides,
   };
 }
@@ -67,6 +69,7 @@ export function describeStoreConformance(name: string, options: StoreConformance
     describeCap(ctx, options);
     describeLastUsed(ctx);
     describeLifecycle(ctx);
+    describeLeakMark(ctx);
     describeReadiness(ctx);
     if (options.dumpContents) describeSecretHygiene(ctx, options.dumpContents);
   });
@@ -563,6 +566,77 @@ export function describeLifecycle(ctx: SuiteContext): void {
       );
       expect(results.filter((r) => r.ok)).toHaveLength(3);
       expect(await ctx.store.listByOwner(old.ownerId)).toHaveLength(4);
+    });
+  });
+}
+
+export function describeLeakMark(ctx: SuiteContext): void {
+  describe('leak mark: leakedAt, leakSource', () => {
+    it('insert() and findByLookup() keep leakedAt and leakSource, listByOwner() too', async () => {
+      const key = await makeStoredKey({
+        leakedAt: new Date('2026-12-01T15:00:00.007Z'),
+        leakSource: 'github',
+      });
+      await ctx.store.insert(key, noCap);
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(key);
+      expect(await ctx.store.listByOwner(key.ownerId)).toEqual([key]);
+    });
+
+    it('update() with leak marks the key, shortens its expiry and leaves the other fields', async () => {
+      const key = await makeStoredKey({ expiresAt: new Date('2031-01-01T00:00:00.000Z') });
+      await ctx.store.insert(key, noCap);
+      const at = new Date('2026-12-01T15:00:00.123Z');
+      const grace = new Date('2026-12-01T16:00:00.123Z');
+      const updated = await ctx.store.update(key.ownerId, key.id, {
+        expiresAt: grace,
+        leak: { at, source: 'report' },
+      });
+      const expected = { ...key, expiresAt: grace, leakedAt: at, leakSource: 'report' };
+      expect(updated).toEqual(expected);
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(expected);
+    });
+
+    it('update() keeps the first leak mark: a second one changes neither field', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const first = new Date('2026-12-01T15:00:00.000Z');
+      await ctx.store.update(key.ownerId, key.id, { leak: { at: first, source: 'github' } });
+      const again = await ctx.store.update(key.ownerId, key.id, {
+        leak: { at: new Date('2026-12-01T15:30:00.000Z'), source: 'report' },
+      });
+      expect(again).toMatchObject({ leakedAt: first, leakSource: 'github' });
+      expect(await ctx.store.findByLookup(key.lookup)).toMatchObject({
+        leakedAt: first,
+        leakSource: 'github',
+      });
+    });
+
+    it('concurrent leak marks of one key leave exactly one of them, both fields from the same', async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      const base = Date.parse('2026-12-01T15:00:00.000Z');
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          ctx.store.update(key.ownerId, key.id, {
+            leak: { at: new Date(base + i), source: `source-${i}` },
+          }),
+        ),
+      );
+      const found = await ctx.store.findByLookup(key.lookup);
+      const i = (found?.leakedAt?.getTime() ?? Number.NaN) - base;
+      expect(i).toBeGreaterThanOrEqual(0);
+      expect(found?.leakSource).toBe(`source-${i}`);
+    });
+
+    it("update() with leak on another owner's key returns null and marks nothing", async () => {
+      const key = await makeStoredKey();
+      await ctx.store.insert(key, noCap);
+      expect(
+        await ctx.store.update(`owner_${randomUUID()}`, key.id, {
+          leak: { at: new Date(), source: 'github' },
+        }),
+      ).toBeNull();
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(key);
     });
   });
 }

@@ -9,7 +9,8 @@ import { withService } from '../session.js';
 export const listHelp = `Usage: keyward list --owner <id> [--json]
 
 Lists an account's keys, newest first, expired ones too: id, name, the key masked (its first
-and last characters), scopes and dates. Never a secret.
+and last characters), scopes and dates, and for a key quarantined after a leak, when and
+who reported it. Never a secret.
 
   --owner <id>   the account
   --json         print the keys as a JSON array (as GET /keys answers) instead
@@ -45,9 +46,11 @@ function table(keys: ApiKey[], now: number): string {
       masked(key),
       key.scopes.join(','),
       date(key.createdAt),
-      key.expiresAt === null
+      (key.expiresAt === null
         ? 'never'
-        : `${date(key.expiresAt)}${key.expiresAt.getTime() <= now ? ' (expired)' : ''}`,
+        : `${date(key.expiresAt)}${key.expiresAt.getTime() <= now ? ' (expired)' : ''}`) +
+        // Quarantined after a confirmed leak: the expiry shown is the shortened one.
+        (key.leakedAt === null ? '' : ` (leaked ${date(key.leakedAt)}, ${key.leakSource})`),
       key.lastUsedAt === null ? 'never' : date(key.lastUsedAt),
     ]),
   ];

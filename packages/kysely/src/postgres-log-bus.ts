@@ -1,0 +1,225 @@
+import { busRetryDelay, type InvalidationBus, type LogRead, logBus } from '@keyward/core';
+import { sql } from 'kysely';
+import {
+  DEFAULT_CHANNEL,
+  type ListenSource,
+  listenSource,
+  type PgListenClient,
+  type PgListenConnection,
+  type PgliteListenConnection,
+} from './postgres-bus.js';
+import { type AnyKysely, tableNames } from './table.js';
+
+export interface PostgresLogBusOptions {
+  /** Appends to and reads the log; any Kysely on the database, e.g. the store's. */
+  db: AnyKysely;
+  /** The log's table, created by `migrate()` or the `keyward_0003_invalidation_log`
+   * migration. @default 'keyward_invalidation_log' */
+  logTable?: string;
+  /**
+   * Optional wake-ups: a NOTIFY carrying the new entry's number follows each append, so an
+   * instance listening reads at once instead of at its next heartbeat. Give `connect` (a
+   * new pg `Client` for the bus alone, reopened with backoff when it drops) or
+   * `connection` (PGlite, or a pg `Client`). Without either, instances poll every
+   * `heartbeatMs`. Losing a notification loses nothing: it only wakes the reader.
+   */
+  connect?: () => Promise<PgListenClient>;
+  connection?: PgListenConnection | PgliteListenConnection;
+  /** The NOTIFY channel, a lower-case identifier. @default 'keyward_invalidation' */
+  channel?: string;
+  /** Longest time between two reads of the log while it is quiet (the heartbeat): keep it
+   * well under the key service's `maxStalenessMs`. @default 1000 */
+  heartbeatMs?: number;
+  /** A read of the log slower than this counts as failed. @default 2000 */
+  timeoutMs?: number;
+  /** Entries kept: each append removes those more than this many behind it. @default 10000 */
+  maxEntries?: number;
+  /** Entries older than this are removed by the next append (the newest stays).
+   * @default 86400000 (a day) */
+  maxAgeMs?: number;
+  /** Receives the errors the bus cannot throw (see `logBus`). Required. */
+  onError: (error: unknown) => void;
+}
+
+/** Entries read at once; a longer backlog is read in several batches. */
+const READ_BATCH = 1000;
+
+/**
+ * An invalidation bus over a Postgres table (docs/design.md, "Invalidation log"): each
+ * event is a row numbered by a bigserial, each instance remembers the last number it
+ * applied and reads what follows, so a connection lost for a while loses no event. Works on
+ * a server and on PGlite. The table comes from `migrate()` or `keywardMigrationProvider()`.
+ */
+export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus {
+  const { onError } = options;
+  const { logTable } = tableNames({ logTable: options.logTable });
+  const channel = options.channel ?? DEFAULT_CHANNEL;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) {
+    throw new TypeError(
+      `keyward: channel must be a lower-case identifier of at most 63 characters, got ${JSON.stringify(channel)}.`,
+    );
+  }
+  const maxEntries = positive('maxEntries', options.maxEntries, 10_000);
+  const maxAgeMs = positive('maxAgeMs', options.maxAgeMs, 86_400_000);
+  const db = options.db.withoutPlugins();
+  const table = sql.table(logTable);
+  const listen: ListenSource | undefined =
+    options.connect || options.connection
+      ? listenSource(
+          { db: options.db, connect: options.connect, connection: options.connection, onError },
+          onError,
+        )
+      : undefined;
+
+  // Set by a notification; a wait that starts after one returns at once. Cleared when a
+  // read is sent, since that read sees whatever the notification announced.
+  let notified = false;
+  let wake: (() => void) | undefined;
+  const onNotify = () => {
+    notified = true;
+    wake?.();
+  };
+  let listening = false;
+  let stopListen: (() => Promise<void>) | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let attempts = 0;
+
+  /** LISTENs, and listens again with backoff whenever a `connect` connection is lost. */
+  async function startListening(): Promise<void> {
+    if (!listen || !listening) return;
+    try {
+      stopListen = await listen.listen(channel, onNotify, (error) => {
+        onError(error);
+        stopListen = undefined;
+        onNotify(); // read now: a notification may have been lost with the connection
+        scheduleListen();
+      });
+      attempts = 0;
+    } catch (error) {
+      if (attempts === 0) {
+        onError(
+          new Error(`keyward: the log bus could not LISTEN on "${channel}"; polling meanwhile.`, {
+            cause: error,
+          }),
+        );
+      }
+      scheduleListen();
+    }
+  }
+  function scheduleListen(): void {
+    if (!listening) return;
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => void startListening(), busRetryDelay(attempts++));
+    retryTimer.unref();
+  }
+
+  return logBus(
+    {
+      async append(payload) {
+        await db.transaction().execute(async (trx) => {
+          // One append at a time: a number is then visible before any later one, so a
+          // reader that has seen n has seen everything below n.
+          await sql`select pg_advisory_xact_lock(hashtext('keyward:log'), hashtext(${logTable}))`.execute(
+            trx,
+          );
+          const inserted = await sql<{ seq: string }>`
+            insert into ${table} (payload) values (${payload}) returning seq::text as seq`.execute(
+            trx,
+          );
+          const seq = inserted.rows[0]?.seq ?? '0';
+          await sql`
+            delete from ${table}
+            where seq < ${seq}::bigint
+              and (seq <= ${seq}::bigint - ${maxEntries}
+                   or created_at < now() - make_interval(secs => ${maxAgeMs / 1000}))`.execute(trx);
+          // Delivered on commit, in commit order.
+          await sql`select pg_notify(${channel}, ${seq})`.execute(trx);
+        });
+      },
+
+      async head() {
+        const { rows } = await sql<{ hi: string | null }>`
+          select max(seq)::text as hi from ${table}`.execute(db);
+        return rows[0]?.hi ?? '0';
+      },
+
+      async read(position): Promise<LogRead> {
+        notified = false;
+        // One statement, one snapshot: the bounds and the entries agree.
+        const { rows } = await sql<{
+          lo: string | null;
+          hi: string | null;
+          seq: string | null;
+          payload: string | null;
+        }>`
+          with bounds as (select min(seq) as lo, max(seq) as hi from ${table})
+          select bounds.lo::text as lo, bounds.hi::text as hi, e.seq::text as seq, e.payload
+          from bounds left join lateral (
+            select seq, payload from ${table}
+            where seq > ${position}::bigint order by seq limit ${READ_BATCH}
+          ) e on true`.execute(db);
+        const first = rows[0];
+        const at = BigInt(position);
+        const lo = first?.lo == null ? null : BigInt(first.lo);
+        const hi = first?.hi == null ? null : BigInt(first.hi);
+        const entries = rows
+          .filter((row) => row.seq !== null)
+          .map((row) => ({ position: row.seq as string, payload: row.payload ?? '' }));
+        // Trimmed past the position (the newest row always stays), or the table was emptied
+        // or made anew behind the reader's back.
+        const restarted = hi === null ? at > 0n : hi < at;
+        const lost = restarted || (lo !== null && lo > at + 1n);
+        const last = entries.at(-1)?.position;
+        return {
+          entries,
+          lost,
+          position: last ?? (restarted ? (first?.hi ?? '0') : position),
+          more: entries.length === READ_BATCH,
+        };
+      },
+
+      wait(_position, waitMs) {
+        if (notified) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          const timer = setTimeout(done, waitMs);
+          function done() {
+            clearTimeout(timer);
+            wake = undefined;
+            resolve();
+          }
+          wake = done;
+        });
+      },
+
+      async start() {
+        listening = true;
+        notified = false;
+        await startListening();
+      },
+
+      async stop() {
+        listening = false;
+        clearTimeout(retryTimer);
+        retryTimer = undefined;
+        const stop = stopListen;
+        stopListen = undefined;
+        wake?.();
+        await stop?.();
+      },
+    },
+    {
+      name: `"${logTable}"`,
+      onError,
+      heartbeatMs: options.heartbeatMs,
+      timeoutMs: options.timeoutMs,
+    },
+  );
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);
+  }
+  return value;
+}

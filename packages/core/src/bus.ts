@@ -172,6 +172,12 @@ export interface LogEntry {
   readonly payload: string;
 }
 
+/** Entries that directly follow a position, and the position after them. */
+export interface LogDelivery {
+  readonly entries: readonly LogEntry[];
+  readonly position: string;
+}
+
 /** What a read of the log returned. */
 export interface LogRead {
   /** Entries after the position asked for, oldest first. */
@@ -196,9 +202,13 @@ export interface LogBusSource {
   /** The position a new subscription starts from: the log's newest entry, now. */
   head(): Promise<string>;
   read(position: string): Promise<LogRead>;
-  /** Resolves when an entry after `position` may have arrived, or after about `waitMs`.
-   * Only a wake-up: what is read decides. */
-  wait(position: string, waitMs: number): Promise<void>;
+  /**
+   * Resolves when an entry after `position` may have arrived, or after about `waitMs`. It
+   * may hand over entries it already has (a notification's, a blocking read's), but only
+   * ones that follow `position` with nothing missing between: they are applied at once,
+   * and a read follows anyway, which decides about anything else.
+   */
+  wait(position: string, waitMs: number): Promise<LogDelivery | undefined>;
   /** Called when the first subscription starts and after the last one ends (a LISTEN
    * connection, say). */
   start?(): Promise<void>;
@@ -247,6 +257,20 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
     return run;
   };
 
+  // Payloads delivered lately: a source may hand an event over twice (an early wake-up,
+  // then its log entry), and it is applied once. Bounded, oldest out first.
+  const delivered = new Set<string>();
+  const deliver = (entries: readonly LogEntry[]) => {
+    for (const { payload } of entries) {
+      if (delivered.has(payload)) continue;
+      delivered.add(payload);
+      if (delivered.size > RECENT_PAYLOADS) {
+        delivered.delete(delivered.values().next().value as string);
+      }
+      deliverInvalidationEvent(payload, listeners.keys(), onError, name);
+    }
+  };
+
   const each = (call: (options: SubscribeOptions) => void) => {
     for (const subscription of [...listeners.values()]) {
       try {
@@ -286,18 +310,22 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
         );
         each((subscription) => subscription.onResync?.());
       }
-      for (const entry of read.entries) {
-        deliverInvalidationEvent(entry.payload, listeners.keys(), onError, name);
-      }
+      deliver(read.entries);
       position = read.position;
       if (read.more) continue;
       each((subscription) => subscription.onCaughtUp?.(asOf));
       try {
-        await bounded(
+        const woke = await bounded(
           source.wait(position, heartbeatMs),
           heartbeatMs + timeoutMs,
           `waiting on ${name}`,
         );
+        // Entries that follow the position, handed over by the wake-up: applied now, and
+        // the read that follows confirms there is nothing else.
+        if (woke !== undefined && live()) {
+          deliver(woke.entries);
+          position = woke.position;
+        }
       } catch {
         // The next read says whether the log is reachable; until the wake-up works again,
         // the heartbeat is a poll.
@@ -349,6 +377,9 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
     },
   };
 }
+
+/** Payloads a log bus remembers having delivered. */
+const RECENT_PAYLOADS = 2048;
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

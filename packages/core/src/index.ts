@@ -10,6 +10,7 @@ export {
   type KnownInvalidationType,
   type LogBusOptions,
   type LogBusSource,
+  type LogDelivery,
   type LogEntry,
   type LogRead,
   logBus,

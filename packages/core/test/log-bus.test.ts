@@ -53,6 +53,7 @@ function memoryLog() {
         },
         async wait(_position, waitMs) {
           await sleep(waitMs);
+          return undefined;
         },
       };
     },

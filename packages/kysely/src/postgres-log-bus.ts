@@ -1,4 +1,10 @@
-import { busRetryDelay, type InvalidationBus, type LogRead, logBus } from '@keyward/core';
+import {
+  busRetryDelay,
+  type InvalidationBus,
+  type LogEntry,
+  type LogRead,
+  logBus,
+} from '@keyward/core';
 import { sql } from 'kysely';
 import {
   DEFAULT_CHANNEL,
@@ -75,9 +81,38 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
   // read is sent, since that read sees whatever the notification announced.
   let notified = false;
   let wake: (() => void) | undefined;
-  const onNotify = () => {
+  // Notified entries, kept until a wait hands them over: those that follow its position
+  // (`<seq> <payload>`, sent on commit), and early ones (`- <payload>`, sent beside the
+  // append, so about as fast as a plain NOTIFY bus), which change no position. An event
+  // that comes both ways is applied once (logBus skips a payload it delivered lately).
+  let pending: { seq: bigint; payload: string }[] = [];
+  let early: string[] = [];
+  const onNotify = (message?: string) => {
     notified = true;
+    const space = message?.indexOf(' ') ?? -1;
+    if (message !== undefined && space > 0 && pending.length + early.length < READ_BATCH) {
+      const head = message.slice(0, space);
+      const payload = message.slice(space + 1);
+      if (head === '-') early.push(payload);
+      else if (/^[0-9]{1,19}$/.test(head)) pending.push({ seq: BigInt(head), payload });
+    }
     wake?.();
+  };
+  /** The early entries, and the notified ones that directly follow `position`. */
+  const takeNotified = (position: string) => {
+    let at = BigInt(position);
+    const entries: LogEntry[] = early.map((payload) => ({ position, payload }));
+    early = [];
+    for (const entry of pending.sort((x, y) => (x.seq < y.seq ? -1 : x.seq > y.seq ? 1 : 0))) {
+      if (entry.seq <= at) continue;
+      if (entry.seq !== at + 1n) break;
+      at = entry.seq;
+      entries.push({ position: String(entry.seq), payload: entry.payload });
+    }
+    pending = [];
+    return entries.length > 0 || at !== BigInt(position)
+      ? { entries, position: String(at) }
+      : undefined;
   };
   let listening = false;
   let stopListen: (() => Promise<void>) | undefined;
@@ -116,25 +151,33 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
   return logBus(
     {
       async append(payload) {
-        await db.transaction().execute(async (trx) => {
-          // One append at a time: a number is then visible before any later one, so a
-          // reader that has seen n has seen everything below n.
-          await sql`select pg_advisory_xact_lock(hashtext('keyward:log'), hashtext(${logTable}))`.execute(
-            trx,
-          );
-          const inserted = await sql<{ seq: string }>`
-            insert into ${table} (payload) values (${payload}) returning seq::text as seq`.execute(
-            trx,
-          );
-          const seq = inserted.rows[0]?.seq ?? '0';
-          await sql`
+        // Early: a plain NOTIFY with the entry, so listeners apply it without waiting for
+        // the append's commit (its WAL flush). Sent before the append, not beside it:
+        // Postgres hands a listener no notification queued after one of a transaction
+        // still committing. Only an optimisation: the append is what counts, and its
+        // failure is what is thrown.
+        await sql`select pg_notify(${channel}, ${`- ${payload}`})`
+          .execute(db)
+          .catch(() => undefined);
+        // One statement, so one round trip. The advisory lock (held to commit) makes
+        // appends one at a time: a number is then visible before any later one, so a
+        // reader that has seen n has seen everything below n. The NOTIFY, delivered on
+        // commit and in commit order, carries the number and the entry, which a reader at
+        // the number before applies without a read. The trim keeps the newest row.
+        await sql`
+          with locked as (
+            select pg_advisory_xact_lock(hashtext('keyward:log'), hashtext(${logTable}))
+          ), added as (
+            insert into ${table} (payload) select ${payload} from locked returning seq
+          ), trimmed as (
             delete from ${table}
-            where seq < ${seq}::bigint
-              and (seq <= ${seq}::bigint - ${maxEntries}
-                   or created_at < now() - make_interval(secs => ${maxAgeMs / 1000}))`.execute(trx);
-          // Delivered on commit, in commit order.
-          await sql`select pg_notify(${channel}, ${seq})`.execute(trx);
-        });
+            where seq < (select seq from added)
+              and (seq <= (select seq from added) - ${maxEntries}
+                   or created_at < now() - make_interval(secs => ${maxAgeMs / 1000}))
+          )
+          select pg_notify(${channel}, (select seq from added)::text || ' ' || ${payload})`.execute(
+          db,
+        );
       },
 
       async head() {
@@ -165,11 +208,11 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
         const entries = rows
           .filter((row) => row.seq !== null)
           .map((row) => ({ position: row.seq as string, payload: row.payload ?? '' }));
+        const last = entries.at(-1)?.position;
         // Trimmed past the position (the newest row always stays), or the table was emptied
         // or made anew behind the reader's back.
         const restarted = hi === null ? at > 0n : hi < at;
         const lost = restarted || (lo !== null && lo > at + 1n);
-        const last = entries.at(-1)?.position;
         return {
           entries,
           lost,
@@ -178,17 +221,19 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
         };
       },
 
-      wait(_position, waitMs) {
-        if (notified) return Promise.resolve();
-        return new Promise<void>((resolve) => {
-          const timer = setTimeout(done, waitMs);
-          function done() {
-            clearTimeout(timer);
-            wake = undefined;
-            resolve();
-          }
-          wake = done;
-        });
+      async wait(position, waitMs) {
+        if (!notified) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(done, waitMs);
+            function done() {
+              clearTimeout(timer);
+              wake = undefined;
+              resolve();
+            }
+            wake = done;
+          });
+        }
+        return takeNotified(position);
       },
 
       async start() {

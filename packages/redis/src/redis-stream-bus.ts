@@ -128,9 +128,28 @@ export function redisStreamBus(options: RedisStreamBusOptions): InvalidationBus 
       },
 
       async wait(position, waitMs) {
-        // Returns as soon as an entry after `position` exists, or after waitMs.
-        const after = position.split(' ')[0] ?? '0-0';
-        await subscriber.xread('COUNT', 1, 'BLOCK', waitMs, 'STREAMS', stream, after);
+        // Returns as soon as an entry after `position` exists, or after waitMs. Entries
+        // that directly follow the position (by number) are handed over as they are.
+        const [after = '0-0', seenText = '0'] = position.split(' ');
+        const reply = (await subscriber.xread(
+          'COUNT',
+          READ_BATCH,
+          'BLOCK',
+          waitMs,
+          'STREAMS',
+          stream,
+          after,
+        )) as [string, RawEntry[]][] | null;
+        let seen = Number(seenText);
+        let at = after;
+        const entries: LogEntry[] = [];
+        for (const [id, fields] of reply?.[0]?.[1] ?? []) {
+          if (Number(field(fields, 'n')) !== seen + 1) break;
+          seen++;
+          at = id;
+          entries.push({ position: id, payload: field(fields, 'e') ?? '' });
+        }
+        return entries.length > 0 ? { entries, position: `${at} ${seen}` } : undefined;
       },
     },
     {

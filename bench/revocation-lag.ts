@@ -75,7 +75,9 @@ async function postgres(): Promise<void> {
   const clients: pg.Client[] = [];
   const db = () => {
     const k = new Kysely<unknown>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: DATABASE_URL, max: 4 }) }),
+      dialect: new PostgresDialect({
+        pool: new pg.Pool({ connectionString: DATABASE_URL, max: 4 }),
+      }),
     });
     dbs.push(k);
     return k;

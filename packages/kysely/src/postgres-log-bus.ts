@@ -89,6 +89,13 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
   let early: string[] = [];
   const onNotify = (message?: string) => {
     notified = true;
+    // A bare event: a publisher on the same channel that does not append (postgresBus,
+    // e.g. the CLI's). Applied as an early entry; it is not in the log, so not replayed.
+    if (message?.startsWith('{') && early.length < READ_BATCH) {
+      early.push(message);
+      wake?.();
+      return;
+    }
     const space = message?.indexOf(' ') ?? -1;
     if (message !== undefined && space > 0 && pending.length + early.length < READ_BATCH) {
       const head = message.slice(0, space);
@@ -181,9 +188,17 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
       },
 
       async head() {
-        const { rows } = await sql<{ hi: string | null }>`
-          select max(seq)::text as hi from ${table}`.execute(db);
-        return rows[0]?.hi ?? '0';
+        try {
+          const { rows } = await sql<{ hi: string | null }>`
+            select max(seq)::text as hi from ${table}`.execute(db);
+          return rows[0]?.hi ?? '0';
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== '42P01') throw error;
+          throw new Error(
+            `keyward: table "${logTable}" does not exist; run migrate(db) (or the keyward_0003_invalidation_log migration) first.`,
+            { cause: error },
+          );
+        }
       },
 
       async read(position): Promise<LogRead> {

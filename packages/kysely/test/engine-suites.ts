@@ -600,6 +600,40 @@ export function describePostgresLogBus(name: string, engine: BusEngineOptions): 
       expect(errors).toEqual([]);
     });
 
+    it('subscribe() names the fix when the log table is missing', async () => {
+      const bus = postgresLogBus({
+        db: engine.db(),
+        logTable: `kwlog_missing_${suffix()}`,
+        onError: () => {},
+      });
+      await expect(bus.subscribe(() => {})).rejects.toThrow(
+        /table "kwlog_missing_\w+" does not exist; run migrate\(db\)/,
+      );
+    });
+
+    it('applies a bare event a postgresBus publisher (the CLI) sends on the same channel', async () => {
+      const logTable = await freshLog();
+      const { connection } = await engine.connect();
+      const bus = postgresLogBus({
+        db: engine.db(),
+        connection,
+        logTable,
+        channel,
+        onError: () => {},
+      });
+      const got = collect();
+      const stop = await bus.subscribe(got.listener);
+      const publisher = postgresBus({
+        db: engine.db(),
+        channel,
+        onError: () => {},
+        connect: () => Promise.reject(new Error('publishes only')),
+      });
+      await publisher.publish({ type: 'revoked', keyId: 'key_cli' });
+      await vi.waitFor(() => expect(got.events.map((event) => event.keyId)).toEqual(['key_cli']));
+      await stop();
+    });
+
     it('appends trim the log to maxEntries, keeping the newest', async () => {
       const logTable = await freshLog();
       const bus = postgresLogBus({ db: engine.db(), logTable, maxEntries: 2, onError: () => {} });

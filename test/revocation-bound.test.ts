@@ -92,7 +92,8 @@ async function round(backend: Backend, proxy: TcpProxy, mode: Mode): Promise<Rou
   const a = instance(aWiring, aErrors);
   let b = instance(bWiring, bErrors);
   try {
-    await Promise.all([a.ready(), b.ready()]);
+    await readyOnLoadedMachine(a);
+    await readyOnLoadedMachine(b);
     const owner = `owner_${randomUUID()}`;
     const key = await a.create(owner, 'revoked under fault');
     expect(await a.verify(key.rawKey)).toMatchObject({ ok: true });
@@ -134,7 +135,7 @@ async function round(backend: Backend, proxy: TcpProxy, mode: Mode): Promise<Rou
     if (mode === 'B restarted') {
       bWiring = await backend.wire(proxy.port);
       b = instance(bWiring, bErrors);
-      await b.ready();
+      await readyOnLoadedMachine(b);
       restoredAt = performance.now();
       const result = await b.verify(key.rawKey);
       if (result.ok) accepts.push(performance.now());
@@ -162,6 +163,21 @@ async function round(backend: Backend, proxy: TcpProxy, mode: Mode): Promise<Rou
     await proxy.restore();
     await Promise.allSettled([a.close(), b.close()]);
     await Promise.allSettled([aWiring.close(), bWiring.close()]);
+  }
+}
+
+/** `ready()`, tried again a few times: on a machine shared with other work a connection can
+ * take longer than the short timeouts these instances use. Setting up is not what is
+ * measured. */
+async function readyOnLoadedMachine(keys: KeyService): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await keys.ready();
+      return;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      await sleep(500);
+    }
   }
 }
 
@@ -230,7 +246,7 @@ describe.skipIf(!postgres)('revocation bound on Postgres', () => {
       target: { host: url.hostname, port: Number(url.port || 5432) },
       async wire(port) {
         const connectionString = through(port);
-        const pool = new pg.Pool({ connectionString, max: 4, connectionTimeoutMillis: 500 });
+        const pool = new pg.Pool({ connectionString, max: 4, connectionTimeoutMillis: 1000 });
         pool.on('error', () => {});
         pool.on('connect', (client) => client.on('error', () => {}));
         const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
@@ -245,7 +261,7 @@ describe.skipIf(!postgres)('revocation bound on Postgres', () => {
             timeoutMs: 1000,
             onError: () => {},
             connect: async () => {
-              const client = new pg.Client({ connectionString, connectionTimeoutMillis: 500 });
+              const client = new pg.Client({ connectionString, connectionTimeoutMillis: 1000 });
               client.on('error', () => {});
               listeners.push(client);
               await client.connect();

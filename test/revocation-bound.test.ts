@@ -57,6 +57,8 @@ interface Backend {
   name: string;
   target: { host: string; port: number };
   wire(port: number): Promise<Wiring>;
+  /** Trims the log to its newest entry, as retention would after a long while. */
+  trimToNewest(): Promise<void>;
 }
 
 function instance(wiring: Wiring, errors: unknown[]): KeyService {
@@ -190,6 +192,45 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
 }
 
 function describeBound(backend: () => Promise<Backend>) {
+  it('a log trimmed past B’s position: B empties its cache, counts a resync, and accepts no revoked key', async () => {
+    const chosen = await backend();
+    const proxy = await startTcpProxy(chosen.target);
+    cleanups.push(() => proxy.close());
+    const aWiring = await chosen.wire(chosen.target.port);
+    const bWiring = await chosen.wire(proxy.port);
+    const a = instance(aWiring, []);
+    const b = instance(bWiring, []);
+    try {
+      await readyOnLoadedMachine(a);
+      await readyOnLoadedMachine(b);
+      const owner = `owner_${randomUUID()}`;
+      const revoked = await a.create(owner, 'revoked while B was away');
+      const kept = await a.create(owner, 'kept');
+      for (const key of [revoked, kept]) {
+        expect(await b.verify(key.rawKey)).toMatchObject({ ok: true });
+      }
+      await until(() => (b.stats().invalidation.viewAgeMs ?? Infinity) < MAX_STALENESS_MS);
+      await proxy.cut();
+      expect(await a.revoke(owner, revoked.id)).toBe(true);
+      await a.rename(owner, kept.id, 'renamed while B was away');
+      // B's position is now older than the log's start: the revocation is gone from it.
+      await chosen.trimToNewest();
+      await proxy.restore();
+      await until(() => b.stats().invalidation.resyncs === 1, 15_000);
+      expect(b.verifyCached(revoked.rawKey)).toBeUndefined();
+      expect(b.verifyCached(kept.rawKey)).toBeUndefined();
+      expect(await b.verify(revoked.rawKey)).toEqual({ ok: false, reason: 'unknown_key' });
+      expect(await b.verify(kept.rawKey)).toMatchObject({
+        ok: true,
+        key: { name: 'renamed while B was away' },
+      });
+    } finally {
+      await proxy.restore();
+      await Promise.allSettled([a.close(), b.close()]);
+      await Promise.allSettled([aWiring.close(), bWiring.close()]);
+    }
+  });
+
   const modes: Mode[] = ['cut longer than the bound', 'cut shorter than the bound', 'B restarted'];
   for (const mode of modes) {
     it(
@@ -244,6 +285,10 @@ describe.skipIf(!postgres)('revocation bound on Postgres', () => {
     return {
       name: 'postgres',
       target: { host: url.hostname, port: Number(url.port || 5432) },
+      async trimToNewest() {
+        const log = sql.table(logTable);
+        await sql`delete from ${log} where seq < (select max(seq) from ${log})`.execute(setup);
+      },
       async wire(port) {
         const connectionString = through(port);
         const pool = new pg.Pool({ connectionString, max: 4, connectionTimeoutMillis: 1000 });
@@ -290,6 +335,9 @@ describe.skipIf(!redis)('revocation bound on Redis', () => {
   describeBound(async () => ({
     name: 'redis',
     target: { host: url.hostname, port: Number(url.port || 6379) },
+    async trimToNewest() {
+      await cleaner.xtrim(`{${namespace}:log}:log`, 'MAXLEN', 1);
+    },
     async wire(port) {
       const connect = async () => {
         const client = new Redis(port, url.hostname, {

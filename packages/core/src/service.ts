@@ -487,7 +487,10 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       }
       const record = await callStore(() => store.update(ownerId, id, changes));
       if (!record) return null;
-      await dropEverywhere(ownerId, id, changes.expiresAt ? 'expired-early' : 'updated');
+      // 'updated' also for an expiry brought forward, not 'expired-early': instances of
+      // earlier versions refuse a type they do not know, and would keep the key cached.
+      // Switch once every instance parses open types (docs/design.md, "Invalidation log").
+      await dropEverywhere(ownerId, id, 'updated');
       return toApiKey(record);
     },
 

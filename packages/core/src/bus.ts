@@ -17,6 +17,13 @@ export interface InvalidationBus {
     listener: (event: InvalidationEvent) => void,
     options?: SubscribeOptions,
   ): Promise<() => Promise<void>>;
+  /**
+   * Set by a bus that reads a replayable log (docs/design.md, "Invalidation log"): it calls
+   * `onCaughtUp` as it catches up, and the key service then holds its cache to
+   * `maxStalenessMs`. A bus without it (pub/sub) cannot say how fresh its view is, and the
+   * cache TTL stays the bound.
+   */
+  readonly vouchesForView?: boolean;
 }
 
 export interface SubscribeOptions {
@@ -26,6 +33,12 @@ export interface SubscribeOptions {
    * revoked, e.g. empty its caches. A bus that cannot lose events never calls it.
    */
   onResync?: () => void;
+  /**
+   * Called by a log bus each time it has delivered every event published before `asOf`, a
+   * `performance.now()` reading of this process taken before the read that caught up was
+   * sent. An instance's view is as old as the last `asOf`.
+   */
+  onCaughtUp?: (asOf: number) => void;
 }
 
 /** How long a bus waits before its `attempt`-th retry (0 first) at listening again:
@@ -36,12 +49,22 @@ export function busRetryDelay(attempt: number): number {
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
-const invalidationTypes = ['revoked', 'renamed', 'updated', 'rolled'] as const;
-export type InvalidationType = (typeof invalidationTypes)[number];
+const invalidationTypes = ['revoked', 'renamed', 'updated', 'rolled', 'expired-early'] as const;
+/** The types keyward itself sends. */
+export type KnownInvalidationType = (typeof invalidationTypes)[number];
+/**
+ * What happened to a key. Open: a receiver drops the key from its caches whatever the type,
+ * so a type added later (limits changed, quarantined…) reaches older instances as an
+ * invalidation rather than as a malformed event. A type is 1 to 32 of `[a-z-]`.
+ */
+export type InvalidationType = KnownInvalidationType | (string & {});
+const typePattern = /^[a-z][a-z-]{0,31}$/;
 
 export interface InvalidationEvent {
   /** What happened to the key: revoked; renamed (v1 instances send this for any update);
-   * updated (name, metadata or expiry); rolled (its expiry brought forward by a roll). */
+   * updated (name, metadata or expiry); rolled (its expiry brought forward by a roll);
+   * expired-early (its expiry brought forward by an update); or a type of another part
+   * of keyward (see `InvalidationType`). */
   type: InvalidationType;
   /** Public id of the key. Never the raw key or its lookup part. */
   keyId: string;
@@ -49,13 +72,17 @@ export interface InvalidationEvent {
    * as that owner's: an event sent on a failed revocation (which could not check who owns
    * the id) cannot evict another account's key. */
   ownerId?: string;
+  /** When it was published, epoch ms of the publisher's clock: for the revocation lag
+   * metric only, never for a decision. Set by `serializeInvalidationEvent`. */
+  publishedAt?: number;
 }
 
 /** The wire form of an event: only its own fields, whatever else the caller's object
- * holds. */
+ * holds, and `publishedAt` (now, unless set). */
 export function serializeInvalidationEvent(event: InvalidationEvent): string {
   const { type, keyId, ownerId } = event;
-  return JSON.stringify(ownerId === undefined ? { type, keyId } : { type, keyId, ownerId });
+  const at = event.publishedAt ?? Date.now();
+  return JSON.stringify(ownerId === undefined ? { type, keyId, at } : { type, keyId, ownerId, at });
 }
 
 /** Parses an event received from the wire; anything malformed is `null`. */
@@ -63,13 +90,14 @@ export function parseInvalidationEvent(payload: string): InvalidationEvent | nul
   try {
     const value: unknown = JSON.parse(payload);
     if (typeof value !== 'object' || value === null) return null;
-    const { type, keyId, ownerId } = value as Record<string, unknown>;
-    if (typeof keyId !== 'string' || !invalidationTypes.includes(type as InvalidationType)) {
+    const { type, keyId, ownerId, at } = value as Record<string, unknown>;
+    if (typeof keyId !== 'string' || typeof type !== 'string' || !typePattern.test(type)) {
       return null;
     }
     if (ownerId !== undefined && typeof ownerId !== 'string') return null;
-    const event: InvalidationEvent = { type: type as InvalidationType, keyId };
+    const event: InvalidationEvent = { type, keyId };
     if (ownerId !== undefined) event.ownerId = ownerId;
+    if (typeof at === 'number' && Number.isFinite(at)) event.publishedAt = at;
     return event;
   } catch {
     return null;
@@ -114,4 +142,262 @@ export function memoryBus(): InvalidationBus {
       };
     },
   };
+}
+
+/** The `node:diagnostics_channel` on which the key service reports what its bus does, as
+ * {@link InvalidationDiagnostic} messages. Nothing is built while nobody listens. */
+export const INVALIDATION_CHANNEL = 'keyward:invalidation';
+
+export type InvalidationDiagnostic =
+  | {
+      /** An event from the bus was applied to this instance's caches. */
+      readonly kind: 'applied';
+      readonly type: InvalidationType;
+      readonly keyId: string;
+      /** From its publication (the publisher's clock) to now (this one's), in ms; `null`
+       * when the event carries no publication time. */
+      readonly lagMs: number | null;
+    }
+  | {
+      /** Events may have been lost (the log was trimmed past this instance's position, or
+       * a pub/sub bus reconnected): the positive cache was emptied. */
+      readonly kind: 'resync';
+    };
+
+/** One entry of an invalidation log. */
+export interface LogEntry {
+  /** Where it sits in the log, in the store's own notation. */
+  readonly position: string;
+  /** A serialized `InvalidationEvent`. */
+  readonly payload: string;
+}
+
+/** Entries that directly follow a position, and the position after them. */
+export interface LogDelivery {
+  readonly entries: readonly LogEntry[];
+  readonly position: string;
+}
+
+/** What a read of the log returned. */
+export interface LogRead {
+  /** Entries after the position asked for, oldest first. */
+  readonly entries: readonly LogEntry[];
+  /** Where the next read starts: the last entry's position, or where the log now ends. */
+  readonly position: string;
+  /** The log no longer holds everything that followed the position asked for (trimmed past
+   * it, or emptied and started again): events may have been lost. */
+  readonly lost: boolean;
+  /** More entries follow this batch: read again before saying the view is current. */
+  readonly more: boolean;
+}
+
+/**
+ * A store's invalidation log, as `logBus` drives it. `read` must be atomic: its entries
+ * and its `lost` answer describe one state of the log, and that state is no older than
+ * the moment `read` was called.
+ */
+export interface LogBusSource {
+  /** Appends one entry; resolves once it is durable and readable by every instance. */
+  append(payload: string): Promise<void>;
+  /** The position a new subscription starts from: the log's newest entry, now. */
+  head(): Promise<string>;
+  read(position: string): Promise<LogRead>;
+  /**
+   * Resolves when an entry after `position` may have arrived, or after about `waitMs`. It
+   * may hand over entries it already has (a notification's, a blocking read's), but only
+   * ones that follow `position` with nothing missing between: they are applied at once,
+   * and a read follows anyway, which decides about anything else.
+   */
+  wait(position: string, waitMs: number): Promise<LogDelivery | undefined>;
+  /** Called when the first subscription starts and after the last one ends (a LISTEN
+   * connection, say). */
+  start?(): Promise<void>;
+  stop?(): Promise<void>;
+}
+
+export interface LogBusOptions {
+  /** Longest wait between two reads of the log while it is quiet: each completed read is
+   * a heartbeat, so this bounds the view's age in normal operation. @default 1000 */
+  heartbeatMs?: number;
+  /** A read or wait that has not answered after this (plus the wait itself) counts as
+   * failed. @default 2000 */
+  timeoutMs?: number;
+  /** Names the log in errors. */
+  name: string;
+  /** Receives what the bus cannot throw to a caller: the first failed read of a run of
+   * failures, a trimmed log, malformed entries, listeners' exceptions. */
+  onError: (error: unknown) => void;
+}
+
+/**
+ * An invalidation bus over a replayable log (docs/design.md, "Invalidation log"): one
+ * reader per bus, however many subscriptions, which keeps its position in the log, reads
+ * what follows it (after a lost connection too, so nothing published meanwhile is missed),
+ * and tells each subscription through `onCaughtUp` how current it is. A log trimmed past
+ * the position calls `onResync` and `onError`.
+ */
+export function logBus(source: LogBusSource, options: LogBusOptions): InvalidationBus {
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const timeoutMs = options.timeoutMs ?? 2000;
+  const { onError, name } = options;
+  if (!Number.isSafeInteger(heartbeatMs) || heartbeatMs < 1) {
+    throw new TypeError(`keyward: heartbeatMs must be a positive integer; got ${heartbeatMs}.`);
+  }
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) {
+    throw new TypeError(`keyward: timeoutMs must be a positive integer; got ${timeoutMs}.`);
+  }
+  const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions>();
+  // Bumped each time the reader stops, so a reader from before stops too.
+  let generation = 0;
+  let reading = false;
+  let transitions: Promise<unknown> = Promise.resolve();
+  const serially = <T>(step: () => Promise<T>): Promise<T> => {
+    const run = transitions.then(step);
+    transitions = run.catch(() => undefined);
+    return run;
+  };
+
+  // Payloads delivered lately: a source may hand an event over twice (an early wake-up,
+  // then its log entry), and it is applied once. Bounded, oldest out first.
+  const delivered = new Set<string>();
+  const deliver = (entries: readonly LogEntry[]) => {
+    for (const { payload } of entries) {
+      if (delivered.has(payload)) continue;
+      delivered.add(payload);
+      if (delivered.size > RECENT_PAYLOADS) {
+        delivered.delete(delivered.values().next().value as string);
+      }
+      deliverInvalidationEvent(payload, listeners.keys(), onError, name);
+    }
+  };
+
+  const each = (call: (options: SubscribeOptions) => void) => {
+    for (const subscription of [...listeners.values()]) {
+      try {
+        call(subscription);
+      } catch (error) {
+        onError(error);
+      }
+    }
+  };
+
+  async function run(position: string, mine: number): Promise<void> {
+    let failures = 0;
+    const live = () => generation === mine;
+    while (live()) {
+      // Taken before the read is sent: everything appended before now is in its answer.
+      const asOf = performance.now();
+      let read: LogRead;
+      try {
+        read = await bounded(source.read(position), timeoutMs, `reading ${name}`);
+      } catch (error) {
+        if (!live()) return;
+        if (failures++ === 0) {
+          onError(
+            new Error(`keyward: could not read the invalidation log ${name}.`, { cause: error }),
+          );
+        }
+        await pause(Math.min(busRetryDelay(failures - 1), heartbeatMs));
+        continue;
+      }
+      if (!live()) return;
+      failures = 0;
+      if (read.lost) {
+        onError(
+          new Error(
+            `keyward: the invalidation log ${name} no longer holds every event after this instance's position; its cache was emptied.`,
+          ),
+        );
+        each((subscription) => subscription.onResync?.());
+      }
+      deliver(read.entries);
+      position = read.position;
+      if (read.more) continue;
+      each((subscription) => subscription.onCaughtUp?.(asOf));
+      try {
+        const woke = await bounded(
+          source.wait(position, heartbeatMs),
+          heartbeatMs + timeoutMs,
+          `waiting on ${name}`,
+        );
+        // Entries that follow the position, handed over by the wake-up: applied now, and
+        // the read that follows confirms there is nothing else.
+        if (woke !== undefined && live()) {
+          deliver(woke.entries);
+          position = woke.position;
+        }
+      } catch {
+        // The next read says whether the log is reachable; until the wake-up works again,
+        // the heartbeat is a poll.
+        if (live()) await pause(heartbeatMs);
+      }
+    }
+  }
+
+  const start = async () => {
+    if (reading || listeners.size === 0) return;
+    await source.start?.();
+    let position: string;
+    try {
+      position = await bounded(source.head(), timeoutMs, `reading ${name}`);
+    } catch (error) {
+      await source.stop?.().catch(() => undefined);
+      throw error;
+    }
+    reading = true;
+    void run(position, generation);
+  };
+
+  const stopIfUnused = async () => {
+    if (!reading || listeners.size > 0) return;
+    reading = false;
+    generation++;
+    await source.stop?.();
+  };
+
+  return {
+    vouchesForView: true,
+    publish: (event) => source.append(serializeInvalidationEvent(event)),
+    async subscribe(listener, subscribeOptions = {}) {
+      const subscription = (event: InvalidationEvent) => listener(event);
+      listeners.set(subscription, subscribeOptions);
+      try {
+        await serially(start);
+      } catch (error) {
+        listeners.delete(subscription);
+        throw error;
+      }
+      let active = true;
+      return async () => {
+        if (!active) return;
+        active = false;
+        listeners.delete(subscription);
+        await serially(stopIfUnused);
+      };
+    },
+  };
+}
+
+/** Payloads a log bus remembers having delivered. */
+const RECENT_PAYLOADS = 2048;
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** `work`, or a rejection once `ms` have passed; a late failure is dropped. */
+function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }

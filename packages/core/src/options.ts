@@ -117,6 +117,15 @@ export interface KeyServiceOptions {
      * to `onError`. */
     onLeak?: (event: LeakEvent) => void | Promise<void>;
   };
+  /**
+   * With a bus that reads a replayable log (`postgresLogBus`, `redisStreamBus`): how old
+   * this instance's view of the log may grow before a cached key is no longer taken on
+   * trust. Past it, each cached key is checked against the store (one read, no argon2)
+   * before it is accepted, and refused with 503 if the store cannot answer. So a key
+   * revoked anywhere is refused here within this bound. Ignored with another bus or none.
+   * @default 5000
+   */
+  maxStalenessMs?: number;
   /** Called on each refused key, for the host's logs and metrics. Never given the key. */
   onInvalidKey?: (event: { reason: InvalidKeyReason; keyPrefix?: string }) => void;
   /** Called with infrastructure and unexpected errors. keyward logs nothing itself. */
@@ -192,6 +201,7 @@ export function resolveOptions(options: KeyServiceOptions) {
     leakPolicy: leakPolicy(options.leaks?.policy),
     quarantineGraceSeconds: quarantineGrace(options.leaks?.quarantineGraceSeconds),
     onLeak: options.leaks?.onLeak ?? (() => {}),
+    maxStalenessMs: positiveInt('maxStalenessMs', options.maxStalenessMs, 5000),
     onInvalidKey: options.onInvalidKey ?? (() => {}),
     onError: options.onError ?? (() => {}),
     now: options.now ?? (() => new Date()),

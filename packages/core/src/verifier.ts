@@ -108,6 +108,13 @@ export function createVerifier({ options: o, argon2Slots, lastUsed, callStore }:
   // has nobody to answer and is emptied.
   let running = 0;
   const invalidations = new InvalidationLog(INVALIDATION_LOG_MAX);
+  // With a log bus, how fresh this instance's view of the log is (docs/design.md,
+  // "Invalidation log"): a performance.now() reading, -Infinity until the bus first catches
+  // up. Past maxStalenessMs, a cache hit is checked against the store before it is taken.
+  const vouching = o.bus?.vouchesForView === true;
+  let viewAsOf = Number.NEGATIVE_INFINITY;
+  // Cache hits being re-checked against the store, by digest: one read per key at a time.
+  const rechecks = new Map<string, Promise<VerifyResult>>();
   let refusalTokens = o.refusalsPerSecond;
   let refusalsRefilledAt = performance.now();
 
@@ -121,7 +128,61 @@ export function createVerifier({ options: o, argon2Slots, lastUsed, callStore }:
     if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return refuseMalformed();
     const digest = digestOf(rawKey);
     const hit = verified.get(digest, o.nowMs());
-    if (hit !== undefined) return Promise.resolve(hit);
+    if (hit !== undefined)
+      return viewIsStale() ? recheck(rawKey, digest, hit) : Promise.resolve(hit);
+    return verifyUncached(rawKey, digest);
+  }
+
+  /** Whether cache hits must be re-checked: a log bus whose view is older than
+   * maxStalenessMs. A comparison and a clock read; nothing is allocated. */
+  function viewIsStale(): boolean {
+    return vouching && performance.now() - viewAsOf > o.maxStalenessMs;
+  }
+
+  /** A cache hit while the view is stale: accepted only if the store still holds the same
+   * key (one read by lookup part, no argon2: the digest was verified against this record's
+   * hash before, and a record's hash never changes). The fresh record replaces the cached
+   * one, so a change whose event was missed (scopes, expiry) takes effect. A key gone,
+   * replaced or expired goes the cold way and is refused; a store that cannot answer
+   * rejects (503). Concurrent hits of one key share the read. */
+  function recheck(rawKey: string, digest: string, hit: VerifiedResult): Promise<VerifyResult> {
+    let pending = rechecks.get(digest);
+    if (pending === undefined) {
+      pending = recheckInStore(rawKey, digest, hit).finally(() => rechecks.delete(digest));
+      rechecks.set(digest, pending);
+    }
+    return pending;
+  }
+
+  async function recheckInStore(
+    rawKey: string,
+    digest: string,
+    hit: VerifiedResult,
+  ): Promise<VerifyResult> {
+    const { id, ownerId } = hit.key;
+    const parsed = parseKey(rawKey, o.prefix);
+    const startedAt = invalidations.seq;
+    running++;
+    let record: StoredKey | null = null;
+    try {
+      if (parsed) record = await callStore(() => store.findByLookup(parsed.lookup));
+    } finally {
+      if (--running === 0) invalidations.clear();
+    }
+    const now = o.nowMs();
+    if (
+      record !== null &&
+      record.id === id &&
+      record.ownerId === ownerId &&
+      (record.expiresAt === null || record.expiresAt.getTime() > now)
+    ) {
+      const result: VerifiedResult = Object.freeze({ ok: true, key: toAuthenticatedKey(record) });
+      if (!invalidations.since(id, startedAt)) {
+        verified.set(digest, result, now, record.expiresAt?.getTime());
+      }
+      return result;
+    }
+    verified.deleteKey(id, ownerId);
     return verifyUncached(rawKey, digest);
   }
 
@@ -129,7 +190,9 @@ export function createVerifier({ options: o, argon2Slots, lastUsed, callStore }:
    * noted), else `undefined`, and the caller goes on to `verify`. Lets a guard answer a
    * warm request with no promise at all. */
   function verifyCached(rawKey: string): AuthenticatedKey | undefined {
-    if (typeof rawKey !== 'string' || rawKey.length !== keyLength) return undefined;
+    if (typeof rawKey !== 'string' || rawKey.length !== keyLength || viewIsStale()) {
+      return undefined;
+    }
     return verified.get(digestOf(rawKey), o.nowMs())?.key;
   }
 
@@ -301,6 +364,15 @@ export function createVerifier({ options: o, argon2Slots, lastUsed, callStore }:
     invalidateAll(): void {
       invalidations.recordAll();
       verified.clear();
+    },
+    /** The log bus has delivered every event published before `asOf` (performance.now()). */
+    caughtUp(asOf: number): void {
+      if (asOf > viewAsOf) viewAsOf = asOf;
+    },
+    /** How old this instance's view of the log is, in ms; `null` without a log bus, and
+     * `Infinity` until the bus first catches up. */
+    viewAgeMs(): number | null {
+      return vouching ? performance.now() - viewAsOf : null;
     },
     /** Empties the key cache and stops its timer: nothing would expire it any more. */
     close(): void {

@@ -23,23 +23,37 @@ describe('busRetryDelay', () => {
 });
 
 describe('invalidation events on the wire', () => {
-  it('carry type, keyId and ownerId when given, and nothing else', () => {
+  it('carry type, keyId, ownerId when given and the publication time, and nothing else', () => {
     const sent = serializeInvalidationEvent({
       type: 'revoked',
       keyId: 'key_1',
       ownerId: 'acct_1',
+      publishedAt: 1234,
       extra: 'dropped',
     } as InvalidationEvent);
-    expect(sent).toBe('{"type":"revoked","keyId":"key_1","ownerId":"acct_1"}');
+    expect(sent).toBe('{"type":"revoked","keyId":"key_1","ownerId":"acct_1","at":1234}');
     expect(parseInvalidationEvent(sent)).toEqual({
       type: 'revoked',
       keyId: 'key_1',
       ownerId: 'acct_1',
+      publishedAt: 1234,
     });
+    const now = JSON.parse(serializeInvalidationEvent({ type: 'rolled', keyId: 'key_2' }));
+    expect(now.at).toBeGreaterThan(Date.now() - 5000);
     expect(parseInvalidationEvent('{"type":"revoked","keyId":"key_1"}')).toEqual({
       type: 'revoked',
       keyId: 'key_1',
     });
     expect(parseInvalidationEvent('{"type":"revoked","keyId":"key_1","ownerId":7}')).toBeNull();
+  });
+
+  it('take types added later (an older instance still drops the key), but only [a-z-] ones', () => {
+    expect(parseInvalidationEvent('{"type":"quarantined","keyId":"key_1"}')).toEqual({
+      type: 'quarantined',
+      keyId: 'key_1',
+    });
+    for (const type of ['', 'Revoked', 'x'.repeat(33), 'a b', 7]) {
+      expect(parseInvalidationEvent(JSON.stringify({ type, keyId: 'key_1' }))).toBeNull();
+    }
   });
 });

@@ -13,4 +13,5 @@ export {
   type PostgresBusOptions,
   postgresBus,
 } from './postgres-bus.js';
-export { type AnyKysely, DEFAULT_TABLE, type TableOptions } from './table.js';
+export { type PostgresLogBusOptions, postgresLogBus } from './postgres-log-bus.js';
+export { type AnyKysely, DEFAULT_LOG_TABLE, DEFAULT_TABLE, type TableOptions } from './table.js';

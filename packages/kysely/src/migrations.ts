@@ -81,6 +81,21 @@ async function addLeakColumns(db: AnyKysely, names: TableNames): Promise<void> {
 }
 
 /**
+ * The invalidation log (docs/design.md, "Invalidation log"): one row per event, numbered
+ * by a bigserial. Appends are serialized (see postgres-log-bus.ts), so numbers become
+ * visible in order; rows are trimmed by the appenders, oldest first.
+ */
+async function createLogTable(db: AnyKysely, names: TableNames): Promise<void> {
+  await db.schema
+    .createTable(names.logTable)
+    .ifNotExists()
+    .addColumn('seq', 'bigserial', (col) => col.primaryKey())
+    .addColumn('payload', 'text', (col) => col.notNull())
+    .addColumn('created_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
+    .execute();
+}
+
+/**
  * Creates keyward's table and indexes, or brings a table an older version created up to date,
  * for hosts that do not run Kysely's `Migrator`. Idempotent, and safe to call from every
  * instance at boot: concurrent calls queue on an advisory lock, because concurrent
@@ -96,6 +111,11 @@ export async function migrate(db: AnyKysely, options: TableOptions = {}): Promis
     await createKeyTable(trx, names);
     await addLifecycleColumns(trx, names);
     await addLeakColumns(trx, names);
+    // Its own lock: stores with different tables may share one log.
+    await sql`select pg_advisory_xact_lock(hashtext('keyward:migrate'), hashtext(${names.logTable}))`.execute(
+      trx,
+    );
+    await createLogTable(trx, names);
   };
   const executor = db.withoutPlugins();
   if (executor.isTransaction) await run(executor);
@@ -138,8 +158,12 @@ export function keywardMigrationProvider(options: TableOptions = {}): KeywardMig
             drop column if exists created_by`.execute(db.withoutPlugins());
       },
     },
-    // Named without the table, unlike the two above: the name the leak-response issue fixed.
-    keyward_0005_leaks: {
+    [`keyward_0003_invalidation_log_${names.table}`]: {
+      up: (db) => createLogTable(db.withoutPlugins(), names),
+      down: (db) => db.withoutPlugins().schema.dropTable(names.logTable).ifExists().execute(),
+    },
+    // 0004 is the rate limits' (leases).
+    [`keyward_0005_leaks_${names.table}`]: {
       up: (db) => addLeakColumns(db.withoutPlugins(), names),
       down: async (db) => {
         await sql`

@@ -205,7 +205,7 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
 /** Where the bus listens, whatever the connection: `listen` resolves once LISTEN is in
  * force, and calls `onLost` at most once if that connection is lost and can be replaced
  * (a connection from `connect`). */
-interface ListenSource {
+export interface ListenSource {
   listen(
     channel: string,
     callback: (payload: string) => void,
@@ -213,7 +213,7 @@ interface ListenSource {
   ): Promise<() => Promise<void>>;
 }
 
-function listenSource(
+export function listenSource(
   options: PostgresBusOptions,
   onError: (error: unknown) => void,
 ): ListenSource {

@@ -14,7 +14,16 @@ export interface TableOptions {
    * @default 'keyward_api_keys'
    */
   table?: string;
+  /**
+   * Name of the invalidation log's table (`postgresLogBus`), a plain lower-case identifier
+   * of at most 45 characters. Instances sharing a store share it.
+   * @default 'keyward_invalidation_log'
+   */
+  logTable?: string;
 }
+
+/** The log table a bus and the migrations use when the host names none. */
+export const DEFAULT_LOG_TABLE = 'keyward_invalidation_log';
 
 /** The table and the names of its constraints, derived in one place so the DDL and the
  * error mapping cannot drift apart. */
@@ -24,6 +33,7 @@ export interface TableNames {
   lookupIndex: string;
   ownerIndex: string;
   createdByIndex: string;
+  logTable: string;
 }
 
 export function tableNames(options: TableOptions = {}): TableNames {
@@ -33,8 +43,15 @@ export function tableNames(options: TableOptions = {}): TableNames {
       `keyward: table must be a lower-case identifier of at most 45 characters ([a-z_][a-z0-9_]*), got ${JSON.stringify(table)}.`,
     );
   }
+  const logTable = options.logTable ?? DEFAULT_LOG_TABLE;
+  if (!/^[a-z_][a-z0-9_]{0,44}$/.test(logTable)) {
+    throw new TypeError(
+      `keyward: logTable must be a lower-case identifier of at most 45 characters ([a-z_][a-z0-9_]*), got ${JSON.stringify(logTable)}.`,
+    );
+  }
   return {
     table,
+    logTable,
     primaryKey: `${table}_pkey`,
     lookupIndex: `${table}_lookup_key`,
     ownerIndex: `${table}_owner_created_idx`,

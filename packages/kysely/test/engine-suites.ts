@@ -4,6 +4,7 @@
  * Not shipped (see tsconfig.build.json).
  */
 import {
+  type InvalidationBus,
   type InvalidationEvent,
   KeyCollisionError,
   type KeyStore,
@@ -19,7 +20,8 @@ import {
   type PgliteListenConnection,
   postgresBus,
 } from '../src/postgres-bus.js';
-import type { AnyKysely } from '../src/table.js';
+import { postgresLogBus } from '../src/postgres-log-bus.js';
+import { type AnyKysely, DEFAULT_TABLE } from '../src/table.js';
 
 /** Pass `queryLog.record` as the Kysely `log` option to count the statements sent. */
 export function queryLog() {
@@ -176,10 +178,10 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
 
     it("keywardMigrationProvider() migrates up and down under Kysely's Migrator", async () => {
       const fresh = `${table}_p${suffix()}`;
-      extraTables.push(fresh, `${fresh}_migration`, `${fresh}_migration_lock`);
+      extraTables.push(fresh, `${fresh}_log`, `${fresh}_migration`, `${fresh}_migration_lock`);
       const migrator = new Migrator({
         db: engine.db(),
-        provider: keywardMigrationProvider({ table: fresh }),
+        provider: keywardMigrationProvider({ table: fresh, logTable: `${fresh}_log` }),
         migrationTableName: `${fresh}_migration`,
         migrationLockTableName: `${fresh}_migration_lock`,
       });
@@ -188,7 +190,8 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
         [`keyward_0001_create_${fresh}`, 'Success'],
         [`keyward_0002_lifecycle_${fresh}`, 'Success'],
-        ['keyward_0005_leaks', 'Success'],
+        [`keyward_0003_invalidation_log_${fresh}`, 'Success'],
+        [`keyward_0005_leaks_${fresh}`, 'Success'],
       ]);
       const key = await makeStoredKey({ leakedAt: new Date(), leakSource: 'github' });
       await kyselyStore(engine.db(), { table: fresh }).insert(key, noCap);
@@ -196,6 +199,11 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       const leaksDown = await migrator.migrateDown();
       expect(leaksDown.error).toBeUndefined();
       expect(await columnsOf(engine.db(), fresh)).toEqual([...V1_COLUMNS, ...LIFECYCLE_COLUMNS]);
+      const logDown = await migrator.migrateDown();
+      expect(logDown.error).toBeUndefined();
+      await expect(
+        sql`select 1 from ${sql.table(`${fresh}_log`)}`.execute(engine.db()),
+      ).rejects.toMatchObject({ code: '42P01' });
       const lifecycleDown = await migrator.migrateDown();
       expect(lifecycleDown.error).toBeUndefined();
       expect(await columnsOf(engine.db(), fresh)).toEqual(V1_COLUMNS);
@@ -209,10 +217,10 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       /** A table as keyward_0001 (v1) left it, holding one row written as the v1 store did. */
       const v1Table = async () => {
         const fresh = `${table}_u${suffix()}`;
-        extraTables.push(fresh, `${fresh}_migration`, `${fresh}_migration_lock`);
+        extraTables.push(fresh, `${fresh}_log`, `${fresh}_migration`, `${fresh}_migration_lock`);
         const migrator = new Migrator({
           db: engine.db(),
-          provider: keywardMigrationProvider({ table: fresh }),
+          provider: keywardMigrationProvider({ table: fresh, logTable: `${fresh}_log` }),
           migrationTableName: `${fresh}_migration`,
           migrationLockTableName: `${fresh}_migration_lock`,
         });
@@ -271,13 +279,14 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         expect(await upgraded.deleteTree(key.ownerId, key.id)).toEqual([key.id, child.id]);
       });
 
-      it("Kysely's Migrator, given every migration, applies only keyward_0002 and keyward_0005 to a v1 table", async () => {
+      it("Kysely's Migrator, given every migration, applies only the ones after keyward_0001 to a v1 table", async () => {
         const { fresh, migrator, key } = await v1Table();
         const up = await migrator.migrateToLatest();
         expect(up.error).toBeUndefined();
         expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
           [`keyward_0002_lifecycle_${fresh}`, 'Success'],
-          ['keyward_0005_leaks', 'Success'],
+          [`keyward_0003_invalidation_log_${fresh}`, 'Success'],
+          [`keyward_0005_leaks_${fresh}`, 'Success'],
         ]);
         await expectV1KeyReadsAsV2(fresh, key);
       });
@@ -469,8 +478,8 @@ export function describePostgresBus(name: string, engine: BusEngineOptions): voi
       const stops = [await a.bus.subscribe(got1.listener), await b.bus.subscribe(got2.listener)];
       await a.bus.publish({ type: 'revoked', keyId: 'key_one' });
       await vi.waitFor(() => {
-        expect(got1.events).toEqual([{ type: 'revoked', keyId: 'key_one' }]);
-        expect(got2.events).toEqual([{ type: 'revoked', keyId: 'key_one' }]);
+        expect(got1.events).toMatchObject([{ type: 'revoked', keyId: 'key_one' }]);
+        expect(got2.events).toMatchObject([{ type: 'revoked', keyId: 'key_one' }]);
       });
       for (const stop of stops) await stop();
       expect(errors).toEqual([]);
@@ -528,7 +537,11 @@ export function describePostgresBus(name: string, engine: BusEngineOptions): voi
       const stop = await a.bus.subscribe((event) => payloads.push(JSON.stringify(event)));
       const event = { type: 'revoked', keyId: 'key_x', rawKey: 'rep_secret' } as InvalidationEvent;
       await a.bus.publish(event);
-      await vi.waitFor(() => expect(payloads).toEqual(['{"type":"revoked","keyId":"key_x"}']));
+      await vi.waitFor(() =>
+        expect(payloads).toEqual([
+          expect.stringMatching(/^\{"type":"revoked","keyId":"key_x","publishedAt":\d+\}$/),
+        ]),
+      );
       await stop();
     });
 
@@ -537,6 +550,148 @@ export function describePostgresBus(name: string, engine: BusEngineOptions): voi
       expect(() =>
         postgresBus({ db: engine.db(), connection, channel: 'Keyward', onError }),
       ).toThrow(TypeError);
+    });
+  });
+}
+
+/** The log bus (postgresLogBus) on an engine: appends, reads, trimming and a reader whose
+ * position the log no longer holds. The fault tests with two key services are in
+ * test/revocation-bound.test.ts. */
+export function describePostgresLogBus(name: string, engine: BusEngineOptions): void {
+  describe(`${name}: invalidation log bus`, () => {
+    const channel = `keyward_log_${suffix()}`;
+    const logTables: string[] = [];
+    afterAll(async () => {
+      for (const logTable of logTables) {
+        await sql`drop table if exists ${sql.table(logTable)}`.execute(engine.db());
+      }
+    });
+    /** A log table of this test's own, made by the keyward_0003 migration. */
+    const freshLog = async () => {
+      const logTable = `kwlog_${suffix()}`;
+      logTables.push(logTable);
+      const migrations = await keywardMigrationProvider({ logTable }).getMigrations();
+      await migrations[`keyward_0003_invalidation_log_${DEFAULT_TABLE}`]?.up(engine.db());
+      return logTable;
+    };
+    const collect = () => {
+      const events: InvalidationEvent[] = [];
+      return { events, listener: (event: InvalidationEvent) => events.push(event) };
+    };
+
+    it('delivers an appended event to every reader, with its publication time, and reports being current', async () => {
+      const logTable = await freshLog();
+      const errors: unknown[] = [];
+      const onError = (error: unknown) => errors.push(error);
+      const buses = await Promise.all(
+        [1, 2].map(async () => {
+          const { connection } = await engine.connect();
+          return postgresLogBus({ db: engine.db(), connection, logTable, channel, onError });
+        }),
+      );
+      const [a, b] = buses as [InvalidationBus, InvalidationBus];
+      expect(b.vouchesForView).toBe(true);
+      const got = collect();
+      let caughtUp = 0;
+      const stop = await b.subscribe(got.listener, { onCaughtUp: (asOf) => (caughtUp = asOf) });
+      await vi.waitFor(() => expect(caughtUp).toBeGreaterThan(0));
+      const before = performance.now();
+      await a.publish({ type: 'revoked', keyId: 'key_one', ownerId: 'acct_1' });
+      await vi.waitFor(() =>
+        expect(got.events).toEqual([
+          { type: 'revoked', keyId: 'key_one', ownerId: 'acct_1', publishedAt: expect.any(Number) },
+        ]),
+      );
+      await vi.waitFor(() => expect(caughtUp).toBeGreaterThan(before));
+      await stop();
+      expect(errors).toEqual([]);
+    });
+
+    it('subscribe() names the fix when the log table is missing', async () => {
+      const bus = postgresLogBus({
+        db: engine.db(),
+        logTable: `kwlog_missing_${suffix()}`,
+        onError: () => {},
+      });
+      await expect(bus.subscribe(() => {})).rejects.toThrow(
+        /table "kwlog_missing_\w+" does not exist; run migrate\(db\)/,
+      );
+    });
+
+    it('applies a bare event a postgresBus publisher (the CLI) sends on the same channel', async () => {
+      const logTable = await freshLog();
+      const { connection } = await engine.connect();
+      const bus = postgresLogBus({
+        db: engine.db(),
+        connection,
+        logTable,
+        channel,
+        onError: () => {},
+      });
+      const got = collect();
+      const stop = await bus.subscribe(got.listener);
+      const publisher = postgresBus({
+        db: engine.db(),
+        channel,
+        onError: () => {},
+        connect: () => Promise.reject(new Error('publishes only')),
+      });
+      await publisher.publish({ type: 'revoked', keyId: 'key_cli' });
+      await vi.waitFor(() => expect(got.events.map((event) => event.keyId)).toEqual(['key_cli']));
+      await stop();
+    });
+
+    it('appends trim the log to maxEntries, keeping the newest', async () => {
+      const logTable = await freshLog();
+      const bus = postgresLogBus({ db: engine.db(), logTable, maxEntries: 2, onError: () => {} });
+      for (const keyId of ['key_1', 'key_2', 'key_3', 'key_4', 'key_5']) {
+        await bus.publish({ type: 'revoked', keyId });
+      }
+      const { rows } = await sql<{ payload: string }>`
+        select payload from ${sql.table(logTable)} order by seq`.execute(engine.db());
+      expect(rows.map((row) => JSON.parse(row.payload).keyId)).toEqual(['key_4', 'key_5']);
+    });
+
+    it('a reader whose position the log no longer holds resyncs, says so, and reads what remains', async () => {
+      const logTable = await freshLog();
+      const table = sql.table(logTable);
+      const { connection } = await engine.connect();
+      const errors: unknown[] = [];
+      // No heartbeat during the test: only the notification wakes the reader.
+      const bus = postgresLogBus({
+        db: engine.db(),
+        connection,
+        logTable,
+        channel,
+        heartbeatMs: 60_000,
+        onError: (error) => errors.push(error),
+      });
+      const got = collect();
+      let resyncs = 0;
+      let caughtUp = 0;
+      const stop = await bus.subscribe(got.listener, {
+        onResync: () => resyncs++,
+        onCaughtUp: () => caughtUp++,
+      });
+      await vi.waitFor(() => expect(caughtUp).toBe(1));
+      // Three appends and a trim of the first two, seen by the reader only together.
+      await engine
+        .db()
+        .transaction()
+        .execute(async (trx) => {
+          for (const keyId of ['key_1', 'key_2', 'key_3']) {
+            const payload = JSON.stringify({ type: 'revoked', keyId });
+            await sql`insert into ${table} (payload) values (${payload})`.execute(trx);
+          }
+          await sql`delete from ${table} where seq < (select max(seq) from ${table})`.execute(trx);
+          await sql`select pg_notify(${channel}, 'wake')`.execute(trx);
+        });
+      await vi.waitFor(() => expect(resyncs).toBe(1));
+      expect(got.events.map((event) => event.keyId)).toEqual(['key_3']);
+      expect(errors.map(String)).toEqual([
+        expect.stringMatching(/no longer holds every event after this instance's position/),
+      ]);
+      await stop();
     });
   });
 }

@@ -5,7 +5,12 @@ import { afterAll, beforeAll } from 'vitest';
 import { startPglite } from '../../../test/support/pglite.js';
 import { migrate } from '../src/migrations.js';
 import type { AnyKysely } from '../src/table.js';
-import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
+import {
+  describeKyselyStore,
+  describePostgresBus,
+  describePostgresLogBus,
+  queryLog,
+} from './engine-suites.js';
 import { describeReadiness } from './readiness-suite.js';
 
 // One in-memory PGlite for the whole file.
@@ -28,6 +33,15 @@ describeReadiness('PGlite', { db: () => db, table });
 // PGlite is a single session: its "connections" are that one session, whose notifications
 // reach every callback registered with listen().
 describePostgresBus('PGlite', {
+  db: () => db,
+  connect: async () => ({
+    connection: pglite,
+    roundTrip: async () => {
+      await pglite.query('select 1');
+    },
+  }),
+});
+describePostgresLogBus('PGlite', {
   db: () => db,
   connect: async () => ({
     connection: pglite,

@@ -9,7 +9,12 @@ import { kyselyStore } from '../src/kysely-store.js';
 import { migrate } from '../src/migrations.js';
 import { postgresBus } from '../src/postgres-bus.js';
 import type { AnyKysely } from '../src/table.js';
-import { describeKyselyStore, describePostgresBus, queryLog } from './engine-suites.js';
+import {
+  describeKyselyStore,
+  describePostgresBus,
+  describePostgresLogBus,
+  queryLog,
+} from './engine-suites.js';
 import { describeReadiness } from './readiness-suite.js';
 
 const available = await postgresReachable();
@@ -67,6 +72,18 @@ describe.skipIf(!available)('Postgres server', () => {
     await service.close();
   });
   describePostgresBus('Postgres', {
+    db: () => db,
+    connect: async () => {
+      const client = await newClient();
+      return {
+        connection: client,
+        roundTrip: async () => {
+          await client.query('select 1');
+        },
+      };
+    },
+  });
+  describePostgresLogBus('Postgres', {
     db: () => db,
     connect: async () => {
       const client = await newClient();

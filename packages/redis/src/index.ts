@@ -5,3 +5,4 @@ export {
 } from './migrate.js';
 export { type RedisBusOptions, redisBus } from './redis-bus.js';
 export { type RedisStoreOptions, redisStore } from './redis-store.js';
+export { type RedisStreamBusOptions, redisStreamBus } from './redis-stream-bus.js';

@@ -7,6 +7,7 @@ import { redisStore } from '../src/redis-store.js';
 import { startRedisCluster, type TestRedisCluster } from './test-cluster.js';
 import { describeOwnerIdEscaping } from './test-escaping.js';
 import { describeLifecycleLayout } from './test-lifecycle.js';
+import { describeStreamBus } from './test-stream-bus.js';
 import {
   countCommands,
   describeBusDelivery,
@@ -46,6 +47,7 @@ if (!cluster) {
   describeNoOrphans('redis (cluster)', () => cluster.client());
   describeContention('redis (cluster)', () => cluster.client());
   describeBusDelivery('redis (cluster)', () => cluster.client());
+  describeStreamBus('redis (cluster)', () => cluster.client());
   describeOwnerIdEscaping('redis (cluster)', () => cluster.client());
   describeLifecycleLayout('redis (cluster)', () => cluster.client());
 

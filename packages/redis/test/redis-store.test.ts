@@ -10,6 +10,7 @@ import { redisStore } from '../src/redis-store.js';
 import * as scripts from '../src/scripts.js';
 import { describeOwnerIdEscaping, writeFirstLayout } from './test-escaping.js';
 import { describeLifecycleLayout } from './test-lifecycle.js';
+import { describeStreamBus } from './test-stream-bus.js';
 import {
   countCommands,
   countSocketWrites,
@@ -51,6 +52,7 @@ if (!reachable) {
   describeNoOrphans('redis (single server)', () => connect());
   describeContention('redis (single server)', () => connect());
   describeBusDelivery('redis (single server)', () => connect());
+  describeStreamBus('redis (single server)', () => connect());
   describeOwnerIdEscaping('redis (single server)', () => connect());
   describeLifecycleLayout('redis (single server)', () => connect());
 

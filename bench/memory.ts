@@ -98,5 +98,7 @@ function fresh(row: StoredKey): StoredKey {
     scopes: row.scopes.map(copy),
     metadata: structuredClone(row.metadata),
     createdBy: row.createdBy && copy(row.createdBy),
+    rateLimit: row.rateLimit,
+    credits: row.credits,
   };
 }

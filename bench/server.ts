@@ -44,6 +44,8 @@ const idealKeys = new Map<string, AuthenticatedKey>(
       expiresAt: null,
       scopes: ['*'],
       metadata: {},
+      rateLimit: null,
+      credits: null,
     },
   ]),
 );

@@ -57,6 +57,8 @@ describe('key service: management', () => {
         'scopes',
         'metadata',
         'createdBy',
+        'rateLimit',
+        'credits',
       ].sort(),
     );
     expect(JSON.stringify(listed)).not.toContain(created.rawKey.slice(16, 48));

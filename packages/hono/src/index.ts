@@ -1,4 +1,10 @@
-import type { AuthenticatedKey, HttpOptions, HttpRequest, KeyService } from '@keyward/core';
+import {
+  type AuthenticatedKey,
+  guardCost,
+  type HttpOptions,
+  type HttpRequest,
+  type KeyService,
+} from '@keyward/core';
 import { createFetchHandler, type GuardOptions, type RawRequestParts } from '@keyward/fetch';
 import type { MiddlewareHandler } from 'hono';
 
@@ -51,20 +57,24 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
   };
 
   const guard =
-    (scopes: readonly string[]): MiddlewareHandler<KeywardEnv> =>
+    (scopes: readonly string[], cost: number): MiddlewareHandler<KeywardEnv> =>
     async (c, next) => {
-      const verdict = await handler.guard(c.req.raw, { scopes });
+      const verdict = await handler.guard(c.req.raw, { scopes, cost });
       if (!verdict.ok) return verdict.response;
       c.set('apiKey', verdict.key);
+      if (verdict.headers) {
+        for (const [name, value] of Object.entries(verdict.headers)) c.header(name, value);
+      }
       await next();
     };
-  const anyKey = guard([]);
+  const anyKey = guard([], 1);
 
   return {
     routes,
     requireApiKey: (guardOptions = {}) => {
       const scopes = [...(guardOptions.scopes ?? [])];
-      return scopes.length === 0 ? anyKey : guard(scopes);
+      const cost = guardCost(guardOptions.cost);
+      return scopes.length === 0 && cost === 1 ? anyKey : guard(scopes, cost);
     },
   };
 }

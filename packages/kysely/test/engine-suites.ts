@@ -122,6 +122,15 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         scopes: ['ARRAY', 'NO', null],
         metadata: ['json', 'NO', null],
         created_by: ['text', 'YES', 'C'],
+        rate_limit: ['integer', 'YES', null],
+        rate_window_sec: ['integer', 'YES', null],
+        window_start: ['bigint', 'NO', null],
+        window_used: ['integer', 'NO', null],
+        credits_remaining: ['integer', 'YES', null],
+        credits_refill_amount: ['integer', 'YES', null],
+        credits_refill_every: ['text', 'YES', null],
+        credits_strict: ['boolean', 'NO', null],
+        credits_reset_at: ['bigint', 'YES', null],
       });
     });
 
@@ -185,10 +194,20 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
         [`keyward_0001_create_${fresh}`, 'Success'],
         [`keyward_0002_lifecycle_${fresh}`, 'Success'],
+        ['keyward_0004_rate_limits', 'Success'],
       ]);
       const key = await makeStoredKey();
       await kyselyStore(engine.db(), { table: fresh }).insert(key, noCap);
       expect((await migrator.migrateToLatest()).results).toEqual([]);
+      const limitsDown = await migrator.migrateDown();
+      expect(limitsDown.error).toBeUndefined();
+      expect(await columnsOf(engine.db(), fresh)).toEqual([
+        ...V1_COLUMNS,
+        'expires_at',
+        'scopes',
+        'metadata',
+        'created_by',
+      ]);
       const lifecycleDown = await migrator.migrateDown();
       expect(lifecycleDown.error).toBeUndefined();
       expect(await columnsOf(engine.db(), fresh)).toEqual(V1_COLUMNS);
@@ -233,6 +252,8 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
           scopes: ['*'],
           metadata: {},
           createdBy: null,
+          rateLimit: null,
+          credits: null,
         });
         expect(await upgraded.findByLookup(key.lookup)).toEqual(key);
         expect(await upgraded.listByOwner(key.ownerId)).toEqual([key]);
@@ -247,6 +268,15 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
           'scopes',
           'metadata',
           'created_by',
+          'rate_limit',
+          'rate_window_sec',
+          'window_start',
+          'window_used',
+          'credits_remaining',
+          'credits_refill_amount',
+          'credits_refill_every',
+          'credits_strict',
+          'credits_reset_at',
         ]);
         await expectV1KeyReadsAsV2(fresh, key);
         // And the upgraded table takes the whole v2 contract.
@@ -265,12 +295,13 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         expect(await upgraded.deleteTree(key.ownerId, key.id)).toEqual([key.id, child.id]);
       });
 
-      it("Kysely's Migrator, given both migrations, applies only keyward_0002 to a v1 table", async () => {
+      it("Kysely's Migrator, given every migration, applies only the later ones to a v1 table", async () => {
         const { fresh, migrator, key } = await v1Table();
         const up = await migrator.migrateToLatest();
         expect(up.error).toBeUndefined();
         expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
           [`keyward_0002_lifecycle_${fresh}`, 'Success'],
+          ['keyward_0004_rate_limits', 'Success'],
         ]);
         await expectV1KeyReadsAsV2(fresh, key);
       });

@@ -22,6 +22,7 @@ export {
   describeCap,
   describeInsertAndFind,
   describeLastUsed,
+  describeLeases,
   describeLifecycle,
   describeListOrder,
   describeOwnerScope,

@@ -11,5 +11,7 @@ export const KEY_FIELDS = [
   'scopes',
   'metadata',
   'createdBy',
+  'rateLimit',
+  'credits',
 ];
 export const CREATE_FIELDS = [...KEY_FIELDS.slice(0, 2), 'rawKey', ...KEY_FIELDS.slice(2)];

@@ -63,7 +63,9 @@ describe.each(['express', 'fastify'] as const)('%s: rate limit exactness', (adap
             if (body.error.code !== 'rate_limited') problems.push(`code ${body.error.code}`);
             const retryAfter = Number(answer.headers['retry-after']);
             if (!(retryAfter >= 1) || retryAfter !== limit.t) {
-              problems.push(`Retry-After ${String(answer.headers['retry-after'])} with t=${limit.t}`);
+              problems.push(
+                `Retry-After ${String(answer.headers['retry-after'])} with t=${limit.t}`,
+              );
             }
             if (limit.r !== 0) problems.push(`refused with r=${limit.r}`);
           } else {

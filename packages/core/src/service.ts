@@ -11,6 +11,7 @@ import {
   parseRateLimit,
   parseRollGrace,
   parseScopes,
+  refillPeriod,
 } from './key-fields.js';
 import { generateKey, generateKeyId } from './key-format.js';
 import { LastUsedWriter, latest } from './last-used.js';
@@ -407,11 +408,21 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       createdBy: record.createdBy,
       rateLimit: record.rateLimit && { ...record.rateLimit },
       credits: record.credits && {
-        remaining: record.credits.remaining + limiter.creditsHeld(record.id),
+        remaining: shownBalance(record.credits, record.id),
         refill: record.credits.refill && { ...record.credits.refill },
         strict: record.credits.strict,
       },
     };
+  }
+
+  /** The balance as this instance knows it: the store's, plus the lease held here, or the
+   * refill amount when a refill is due that no claim has applied yet. */
+  function shownBalance(credits: StoredCredits, id: string): number {
+    const { refill } = credits;
+    if (refill && credits.resetAt < refillPeriod(refill.every, o.nowMs()).start) {
+      return refill.amount;
+    }
+    return credits.remaining + limiter.creditsHeld(id);
   }
 
   /** Credits as a store keeps them: the balance counts as set now. */
@@ -555,7 +566,11 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
           // No creator check here: the successor's creator is the old key's, which may
           // have been revoked long ago (alone, not by cascade). A cascade that races the
           // roll deletes the old key too, and the store's atomic roll finds it gone.
-          return { ...toApiKey(record), rawKey };
+          // The store moved the balance: the answer shows what it moved.
+          const moved = record.credits
+            ? ((await findOwned(ownerId, record.id).catch(() => undefined)) ?? record)
+            : record;
+          return { ...toApiKey(moved), rawKey };
         });
         // Cached copies of the old key carry its old expiry: every instance reads it again.
         if (rolled) await dropEverywhere(ownerId, id, 'rolled');

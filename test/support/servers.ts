@@ -13,6 +13,10 @@ import { Hono } from 'hono';
  * needs scopes. */
 type HostSetup = Pick<ServerSetup, 'service' | 'guardedPath'> & Partial<ServerSetup>;
 
+/** A host route every app guards with a cost of `COSTLY_COST` units per request. */
+export const COSTLY_PATH = '/test/costly';
+export const COSTLY_COST = 5;
+
 export const startServer = {
   async express({
     service,
@@ -27,6 +31,9 @@ export const startServer = {
       res.json({ apiKey: req.apiKey });
     });
     app.get(scopedPath, auth.requireApiKey({ scopes }), (req, res) => {
+      res.json({ apiKey: req.apiKey });
+    });
+    app.get(COSTLY_PATH, auth.requireApiKey({ cost: COSTLY_COST }), (req, res) => {
       res.json({ apiKey: req.apiKey });
     });
     return running(app.listen(0, '127.0.0.1'));
@@ -44,6 +51,9 @@ export const startServer = {
       apiKey: request.apiKey,
     }));
     app.get(scopedPath, { config: { apiKey: { scopes } } }, async (request) => ({
+      apiKey: request.apiKey,
+    }));
+    app.get(COSTLY_PATH, { config: { apiKey: { cost: COSTLY_COST } } }, async (request) => ({
       apiKey: request.apiKey,
     }));
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -66,6 +76,9 @@ export const startServer = {
       c.json({ apiKey: c.get('apiKey') }, 200, json),
     );
     app.get(scopedPath, auth.requireApiKey({ scopes }), (c) =>
+      c.json({ apiKey: c.get('apiKey') }, 200, json),
+    );
+    app.get(COSTLY_PATH, auth.requireApiKey({ cost: COSTLY_COST }), (c) =>
       c.json({ apiKey: c.get('apiKey') }, 200, json),
     );
     // node-server's own drain of a body the app left unread (autoCleanupIncoming) destroys

@@ -181,6 +181,8 @@ export function createLimiter(deps: LimiterDeps) {
         return true;
       }
       if (state.windowExhausted || cost > limit.limit) return false;
+      // The store had less than this request needs at its last answer: no use asking.
+      if (cost - state.windowLeft > state.windowStoreLeft) return false;
       if (state.windowClaim) {
         await state.windowClaim;
         continue;
@@ -200,7 +202,9 @@ export function createLimiter(deps: LimiterDeps) {
         }
         state.windowLeft += grant.granted;
         state.windowStoreLeft = grant.remaining;
-        if (grant.granted === 0) state.windowExhausted = true;
+        // Nothing left at all: refuse until the window ends, with no store call. Some left,
+        // but less than this request's cost: a cheaper request may still have it.
+        if (grant.granted === 0 && grant.remaining === 0) state.windowExhausted = true;
       };
       const running = callStore(() => store.claimWindow(ownerId, id, claim), apply)
         .then(apply)
@@ -255,7 +259,8 @@ export function createLimiter(deps: LimiterDeps) {
         return grant.granted > 0;
       }
       let gone = false;
-      const apply = (grant: { granted: number; resetAt: number } | null) => {
+      let refused = false;
+      const apply = (grant: { granted: number; remaining: number; resetAt: number } | null) => {
         if (grant === null) {
           gone = true;
           return;
@@ -272,7 +277,8 @@ export function createLimiter(deps: LimiterDeps) {
         state.creditsLeft += grant.granted;
         state.creditsResetAt = grant.resetAt;
         state.creditsValidUntil = period?.next ?? Number.POSITIVE_INFINITY;
-        if (grant.granted === 0) {
+        if (grant.granted === 0) refused = true;
+        if (grant.granted === 0 && grant.remaining === 0) {
           state.creditsExhaustedUntil = Math.min(now + CREDITS_RECHECK_MS, state.creditsValidUntil);
         }
       };
@@ -284,6 +290,8 @@ export function createLimiter(deps: LimiterDeps) {
       state.creditsClaim = running;
       await running;
       if (gone) throw keyChanged(id);
+      // Less left than this request's cost, but not nothing: refused, and not cached.
+      if (refused && state.creditsLeft < cost) return false;
     }
   }
 

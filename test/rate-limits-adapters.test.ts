@@ -99,9 +99,9 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
     expect(bad.json).toMatchObject({ error: { code: 'invalid_request' } });
     const limitedRaw = String(data.rawKey);
     // A limited key cannot mint keys or raise limits: both would escape its own.
-    const escape = await send('POST', BASE, limitedRaw, { name: 'escape' });
-    expect(escape.status).toBe(403);
-    expect(escape.json).toMatchObject({ error: { code: 'insufficient_scope' } });
+    const minted = await send('POST', BASE, limitedRaw, { name: 'escape' });
+    expect(minted.status).toBe(403);
+    expect(minted.json).toMatchObject({ error: { code: 'insufficient_scope' } });
     const raise = await send('PATCH', `${BASE}/${String(data.id)}`, limitedRaw, {
       credits: { remaining: 1_000_000 },
     });

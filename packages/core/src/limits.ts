@@ -58,6 +58,10 @@ class KeyLeases {
   creditsValidUntil = Number.POSITIVE_INFINITY;
   creditsExhaustedUntil = 0;
   creditsClaim: Promise<void> | null = null;
+
+  /** The `RateLimit-Policy` value, made once per limit rather than per request. */
+  policy = '';
+  policyOf: RateLimit | null = null;
 }
 
 export type Limiter = ReturnType<typeof createLimiter>;
@@ -377,8 +381,12 @@ function secondsLeft(limit: RateLimit, state: KeyLeases, now: number): number {
 /** The IETF rate-limit header fields (structured-field syntax) for a limited key. */
 function headersFor(limit: RateLimit, state: KeyLeases, now: number): Record<string, string> {
   const remaining = Math.max(0, state.windowStoreLeft + state.windowLeft);
+  if (state.policyOf !== limit) {
+    state.policyOf = limit;
+    state.policy = `"window";q=${limit.limit};w=${limit.windowSec}`;
+  }
   return {
-    'RateLimit-Policy': `"window";q=${limit.limit};w=${limit.windowSec}`,
+    'RateLimit-Policy': state.policy,
     RateLimit: `"window";r=${remaining};t=${secondsLeft(limit, state, now)}`,
   };
 }

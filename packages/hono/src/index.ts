@@ -62,9 +62,8 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
       const verdict = await handler.guard(c.req.raw, { scopes, cost });
       if (!verdict.ok) return verdict.response;
       c.set('apiKey', verdict.key);
-      if (verdict.headers) {
-        for (const [name, value] of Object.entries(verdict.headers)) c.header(name, value);
-      }
+      const headers = verdict.headers;
+      if (headers) for (const name in headers) c.header(name, headers[name]);
       await next();
     };
   const anyKey = guard([], 1);

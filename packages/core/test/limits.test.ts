@@ -173,6 +173,32 @@ describe('rate limit windows', () => {
   });
 });
 
+describe('leases', () => {
+  it('a warm key under its limit answers synchronously, one claim per lease of 1,000', async () => {
+    const store = memoryStore();
+    let claims = 0;
+    const claimWindow = store.claimWindow;
+    store.claimWindow = (...args) => {
+      claims++;
+      return claimWindow(...args);
+    };
+    const service = createKeyService({ store, argon2: CHEAP_ARGON2 });
+    const { rawKey } = await service.create('acct', 'busy', {
+      rateLimit: { limit: 1_000_000, windowSec: 86_400 },
+    });
+    const key = await authenticated(service, rawKey);
+    let sync = 0;
+    for (let i = 0; i < 5000; i++) {
+      const verdict = service.checkLimits(key, 1);
+      if (verdict instanceof Promise) await verdict;
+      else sync++;
+    }
+    expect(claims).toBe(5);
+    expect(sync).toBe(4995);
+    await service.close();
+  });
+});
+
 describe('revoke, expiry and roll leave no lease stranded', () => {
   it('roll moves the balance to the new key, including what this instance held', async () => {
     const t = clocked('2027-03-14T10:00:00.000Z');

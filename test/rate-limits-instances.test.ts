@@ -18,7 +18,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisCluster, type TestRedisCluster } from '../packages/redis/test/test-cluster.js';
 import { limitClient, readRateLimit, sleep, windowOf } from './support/limit-client.js';
-import { startServer } from './support/servers.js';
+import { startServer, TIMED_PATH } from './support/servers.js';
 import { DATABASE_URL, postgresReachable, REDIS_URL, redisReachable } from './support/services.js';
 
 const INSTANCES = 3;
@@ -27,6 +27,7 @@ const WINDOW_SEC = 2;
 const WINDOWS = 10;
 const CONNECTIONS = 24;
 const GUARDED_PATH = '/test/protected';
+const LOAD_PATH = TIMED_PATH;
 /** The documented bound: (N − 1) · L, L = ⌈limit / 10⌉ at most MAX_WINDOW_LEASE. */
 const BOUND = (INSTANCES - 1) * Math.min(MAX_WINDOW_LEASE, Math.ceil(LIMIT / 10));
 
@@ -154,7 +155,7 @@ describe.each(kinds)('$name: 3 instances', (kind) => {
     const worker = async () => {
       while (Date.now() < stopAt) {
         const server = servers[next++ % servers.length] as RunningServer;
-        answers.push(await client.get(server.url, GUARDED_PATH, { 'X-API-Key': rawKey }));
+        answers.push(await client.get(server.url, LOAD_PATH, { 'X-API-Key': rawKey }));
         await sleep(4);
       }
     };

@@ -8,13 +8,14 @@ import { createKeyService, memoryStore } from '@keyward/core';
 import { CHEAP_ARGON2, type RunningServer } from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { limitClient, readRateLimit, sleep, windowOf } from './support/limit-client.js';
-import { startServer } from './support/servers.js';
+import { startServer, TIMED_PATH } from './support/servers.js';
 
 const LIMIT = 100;
 const WINDOW_SEC = 10;
 const WINDOWS = 3;
 const CONNECTIONS = 50;
 const GUARDED_PATH = '/test/protected';
+const LOAD_PATH = TIMED_PATH;
 
 describe.each(['express', 'fastify'] as const)('%s: rate limit exactness', (adapter) => {
   const service = createKeyService({ store: memoryStore(), argon2: CHEAP_ARGON2 });
@@ -45,7 +46,7 @@ describe.each(['express', 'fastify'] as const)('%s: rate limit exactness', (adap
       const problems: string[] = [];
       const worker = async () => {
         while (Date.now() < stopAt) {
-          const answer = await client.get(server.url, GUARDED_PATH, { 'X-API-Key': rawKey });
+          const answer = await client.get(server.url, LOAD_PATH, { 'X-API-Key': rawKey });
           const limit = readRateLimit(answer.headers.ratelimit);
           if (answer.headers['ratelimit-policy'] !== `"window";q=${LIMIT};w=${WINDOW_SEC}`) {
             problems.push(`policy ${String(answer.headers['ratelimit-policy'])}`);

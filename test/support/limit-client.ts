@@ -48,14 +48,22 @@ export function readRateLimit(value: unknown): { r: number; t: number } | undefi
 
 /**
  * Which window (its start, epoch ms) an answer was decided in, from its `t` (whole seconds
- * to the window's end, rounded up, when the server decided) and when it arrived: the
- * window boundary nearest to arrival + (t − ½) s. Exact while answers take well under
- * half a window to arrive.
+ * to the window's end, rounded up, when the server decided) and a time just after the
+ * decision: the window boundary nearest to that time + (t − ½) s. Exact while that time
+ * is well under half a second after the decision: an admitted answer from `TIMED_PATH`
+ * carries the server's own clock (`{ at }`), read as its handler ran; otherwise, when the
+ * answer arrived.
  */
 export function windowOf(answer: LimitedAnswer, t: number, windowSec: number): number {
   const size = windowSec * 1000;
-  const end = Math.round((answer.at + (t - 0.5) * 1000) / size) * size;
+  const end = Math.round((serverTime(answer) + (t - 0.5) * 1000) / size) * size;
   return end - size;
+}
+
+function serverTime(answer: LimitedAnswer): number {
+  if (answer.status !== 200) return answer.at;
+  const at = (JSON.parse(answer.body) as { at?: unknown }).at;
+  return typeof at === 'number' ? at : answer.at;
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -146,7 +146,7 @@ export function keywardMigrationProvider(options: TableOptions = {}): KeywardMig
             drop column if exists created_by`.execute(db.withoutPlugins());
       },
     },
-    keyward_0004_rate_limits: {
+    [`keyward_0004_rate_limits_${names.table}`]: {
       up: (db) => addRateLimitColumns(db.withoutPlugins(), names),
       down: async (db) => {
         await sql`

@@ -194,7 +194,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
         [`keyward_0001_create_${fresh}`, 'Success'],
         [`keyward_0002_lifecycle_${fresh}`, 'Success'],
-        ['keyward_0004_rate_limits', 'Success'],
+        [`keyward_0004_rate_limits_${fresh}`, 'Success'],
       ]);
       const key = await makeStoredKey();
       await kyselyStore(engine.db(), { table: fresh }).insert(key, noCap);
@@ -301,7 +301,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         expect(up.error).toBeUndefined();
         expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
           [`keyward_0002_lifecycle_${fresh}`, 'Success'],
-          ['keyward_0004_rate_limits', 'Success'],
+          [`keyward_0004_rate_limits_${fresh}`, 'Success'],
         ]);
         await expectV1KeyReadsAsV2(fresh, key);
       });

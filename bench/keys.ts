@@ -54,6 +54,8 @@ export async function makeKeys(
         scopes: ['*'],
         metadata: {},
         createdBy: null,
+        rateLimit: null,
+        credits: null,
         leakedAt: null,
         leakSource: null,
       };

@@ -98,6 +98,8 @@ function fresh(row: StoredKey): StoredKey {
     scopes: row.scopes.map(copy),
     metadata: structuredClone(row.metadata),
     createdBy: row.createdBy && copy(row.createdBy),
+    rateLimit: row.rateLimit,
+    credits: row.credits,
     leakedAt: row.leakedAt && new Date(row.leakedAt),
     leakSource: row.leakSource && copy(row.leakSource),
   };

@@ -33,6 +33,9 @@ export interface ProbeReport {
   /** Server CPU time over the interval, in µs. */
   cpuMicros: number;
   stats: { cachedKeys: number; refusedKeys: number; pendingLastUsed: number; argon2Queue: number };
+  /** Lease calls to the store (claims and returns of windows and credits) over the
+   * interval. */
+  leaseCalls: number;
 }
 
 export type Request =

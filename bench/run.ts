@@ -28,7 +28,7 @@ const HELP = `pnpm bench [options]   (each option also reads from the env variab
   --duration=<s>          BENCH_DURATION         seconds per scenario and pass (default 3)
   --settle=<s>            BENCH_SETTLE           seconds of each load before the counted ones
                                                  (default 1): the ramp-up is not measured
-  --rounds=<n>            BENCH_ROUNDS           unguarded/ideal/guarded-warm take turns this
+  --rounds=<n>            BENCH_ROUNDS           unguarded/ideal/guarded-* take turns this
                                                  many times per pass, duration split among
                                                  them (default 3): each round is a sample
   --passes=<n>            BENCH_PASSES           passes; rows show the median (default 3)
@@ -38,8 +38,9 @@ const HELP = `pnpm bench [options]   (each option also reads from the env variab
                                                  (default 30)
   --stores=<list>         BENCH_STORES           memory,postgres,redis
   --frameworks=<list>     BENCH_FRAMEWORKS       fastify,express,hono
-  --scenarios=<list>      BENCH_SCENARIOS        ideal,guarded-warm,flood,cold (unguarded always
-                                                 runs: ratios need it; flood brings flood-solo)
+  --scenarios=<list>      BENCH_SCENARIOS        ideal,guarded-warm,guarded-limited,flood,cold
+                                                 (unguarded always runs: ratios need it;
+                                                 flood brings flood-solo)
   --skip-memory           BENCH_SKIP_MEMORY=1    skip the 100,000-key heap measurement
   --strict                BENCH_STRICT=1         exit 1 when an acceptance check fails
   --out=<file>            BENCH_OUT              rows as JSON (bench/results/latest.json)
@@ -52,15 +53,31 @@ const FLOOD_VALID_CONNECTIONS = 10;
 const FLOOD_UNKNOWN_CONNECTIONS = 50;
 const FLOOD_WRONG_SECRET_CONNECTIONS = 50;
 
-type Scenario = 'unguarded' | 'ideal' | 'guarded-warm' | 'flood-solo' | 'flood' | 'cold';
-/** The scenarios that take turns in rounds, and the route each one loads. */
-const WARM_PATHS = { unguarded: '/hello', ideal: '/ideal', 'guarded-warm': '/guarded' } as const;
+type Scenario =
+  | 'unguarded'
+  | 'ideal'
+  | 'guarded-warm'
+  | 'guarded-limited'
+  | 'flood-solo'
+  | 'flood'
+  | 'cold';
+/** The scenarios that take turns in rounds, and the route each one loads. `guarded-limited`
+ * is the warm guard with a key that has a rate limit it does not reach. */
+const WARM_PATHS = {
+  unguarded: '/hello',
+  ideal: '/ideal',
+  'guarded-warm': '/guarded',
+  'guarded-limited': '/guarded',
+} as const;
+/** The limited key's limit: far above what the bench reaches in a window. */
+const BENCH_RATE_LIMIT = { limit: 1_000_000, windowSec: 60 };
 type WarmScenario = keyof typeof WARM_PATHS;
 const isWarm = (s: Scenario): s is WarmScenario => s in WARM_PATHS;
 const SCENARIOS: readonly Scenario[] = [
   'unguarded',
   'ideal',
   'guarded-warm',
+  'guarded-limited',
   'flood-solo',
   'flood',
   'cold',
@@ -94,6 +111,8 @@ interface Sample {
   /** Server CPU per response (of every load in the measurement), in µs: unlike req/s,
    * barely moved by how much of the machine other processes take. */
   serverUsPerReq: number;
+  /** The server's lease calls (claims and returns) per 1000 responses. */
+  leaseCallsPer1000: number;
   non2xx: number;
   /** cold: each request's round trip, the reference verify timed just before it, and the
    * verifications inside the requests (ms). */
@@ -136,8 +155,11 @@ async function main(): Promise<void> {
   );
   // Per pass: its own cold keys, so each is first-seen, and its own flood target, so each
   // pass starts with a fresh failure budget. All share the default argon2 parameters.
-  const keys = await makeKeys(1 + settings.passes * (1 + settings.coldKeys), OWASP_ARGON2);
+  const keys = await makeKeys(2 + settings.passes * (1 + settings.coldKeys), OWASP_ARGON2);
   const warm = keys[0] as BenchKey;
+  // The last key carries a rate limit: the guarded-limited scenario's.
+  const limited = keys[keys.length - 1] as BenchKey;
+  limited.record.rateLimit = BENCH_RATE_LIMIT;
   const perPass = Array.from({ length: settings.passes }, (_, pass) => {
     const start = 1 + pass * (1 + settings.coldKeys);
     return {
@@ -168,11 +190,16 @@ async function main(): Promise<void> {
           // The ideal guard touches no store: measured once per framework, on the first store.
           const scenarios = settings.scenarios.filter((s) => s !== 'ideal' || storeIndex === 0);
           process.stdout.write(`${framework} on ${storeKind}: warming up`);
-          await warmUp(server.url, warm.rawKey);
+          await warmUp(server.url, warm.rawKey, limited.rawKey);
           for (let pass = 0; pass < settings.passes; pass++) {
             process.stdout.write(` · pass ${pass + 1}`);
             const material = perPass[pass] as (typeof perPass)[number];
-            const measured = await runPass(server, scenarios, warm.rawKey, material);
+            const measured = await runPass(
+              server,
+              scenarios,
+              { warm: warm.rawKey, limited: limited.rawKey },
+              material,
+            );
             for (const [scenario, sample] of measured) {
               const id = `${framework}/${storeKind}/${scenario}`;
               samples.set(id, [...(samples.get(id) ?? []), ...sample]);
@@ -204,21 +231,25 @@ async function main(): Promise<void> {
   }
 }
 
-async function warmUp(url: string, key: string): Promise<void> {
-  // JIT and connection pools warm, and the warm key verified once, so it is cached.
+async function warmUp(url: string, key: string, limitedKey: string): Promise<void> {
+  // JIT and connection pools warm, and the warm keys verified once, so they are cached.
   const durationS = Math.min(1, settings.durationS);
   const connections = settings.connections;
   await runLoads([{ url, path: '/hello', connections, durationS }]);
   await runLoads([{ url, path: '/guarded', connections, durationS, key }]);
+  if (settings.scenarios.includes('guarded-limited')) {
+    await runLoads([{ url, path: '/guarded', connections, durationS, key: limitedKey }]);
+  }
   await runLoads([{ url, path: '/ideal', connections, durationS, key }]);
 }
 
 async function runPass(
   server: ServerChild,
   scenarios: readonly Scenario[],
-  warmKey: string,
+  warmKeys: { warm: string; limited: string },
   material: { floodTarget: BenchKey; cold: BenchKey[] },
 ): Promise<Map<Scenario, Sample[]>> {
+  const warmKey = warmKeys.warm;
   const { url } = server;
   const durationS = settings.durationS;
   const connections = settings.connections;
@@ -259,6 +290,8 @@ async function runPass(
     loadCpu: m.loadCpu,
     server: m.server,
     serverUsPerReq: m.server.cpuMicros / m.results.reduce((sum, r) => sum + r.total, 0),
+    leaseCallsPer1000:
+      (m.server.leaseCalls * 1000) / m.results.reduce((sum, r) => sum + r.total, 0),
     non2xx: Object.entries(result.statuses)
       .filter(([status]) => !status.startsWith('2'))
       .reduce((sum, [, n]) => sum + n, 0),
@@ -278,7 +311,12 @@ async function runPass(
     for (const scenario of order) {
       if (scenario === undefined) continue;
       const path = WARM_PATHS[scenario];
-      const key = scenario === 'unguarded' ? undefined : warmKey;
+      const key =
+        scenario === 'unguarded'
+          ? undefined
+          : scenario === 'guarded-limited'
+            ? warmKeys.limited
+            : warmKey;
       const m = await measure([{ url, path, connections, durationS: roundS, key }]);
       const [result] = m.results as [LoadResult];
       if (scenario === 'unguarded') unguarded = result.reqPerSec;
@@ -431,6 +469,19 @@ function printAcceptance(rows: Row[], samples: Map<string, Sample[]>): string[] 
       `  ${verdict(row.ratio >= 0.85, what)} warm guard ${what.padEnd(24)} ratio ${row.ratio.toFixed(3)} (≥ 0.85; ` +
         `middle half of the ${ratios.length} rounds ${percentile(ratios, 25).toFixed(2)}–${percentile(ratios, 75).toFixed(2)}` +
         `${ideal ? `; ideal guard ${ideal.ratio.toFixed(3)}` : ''})`,
+    );
+  }
+  for (const row of rows.filter((r) => r.scenario === 'guarded-limited')) {
+    const what = `${row.framework}/${row.store} limited`;
+    const list = samples.get(`${row.framework}/${row.store}/guarded-limited`) ?? [];
+    const ratios = Float64Array.from(list.map((s) => s.ratio)).sort();
+    const calls = median(list.map((s) => s.leaseCallsPer1000));
+    console.log(
+      `  ${verdict(row.ratio >= 0.8, what)} limited guard ${what.padEnd(24)} ratio ${row.ratio.toFixed(3)} (≥ 0.80; ` +
+        `middle half of the ${ratios.length} rounds ${percentile(ratios, 25).toFixed(2)}–${percentile(ratios, 75).toFixed(2)})`,
+    );
+    console.log(
+      `  ${verdict(calls <= 100, `${what} store calls`)} store calls ${what.padEnd(24)} ${calls.toFixed(2)} per 1000 requests (≤ 100)`,
     );
   }
   for (const row of rows.filter((r) => r.scenario === 'cold')) {

@@ -18,6 +18,14 @@ type HostSetup = Pick<ServerSetup, 'service' | 'guardedPath'> &
     httpOptions?: HttpOptions;
   };
 
+/** A host route every app guards with a cost of `COSTLY_COST` units per request. */
+export const COSTLY_PATH = '/test/costly';
+export const COSTLY_COST = 5;
+/** A guarded host route that answers the server's clock when it ran (`{ at }`, epoch ms):
+ * the rate-limit tests place each admitted request in its window by it, not by when the
+ * answer reached a loaded client. */
+export const TIMED_PATH = '/test/timed';
+
 export const startServer = {
   async express({
     service,
@@ -34,6 +42,12 @@ export const startServer = {
     });
     app.get(scopedPath, auth.requireApiKey({ scopes }), (req, res) => {
       res.json({ apiKey: req.apiKey });
+    });
+    app.get(COSTLY_PATH, auth.requireApiKey({ cost: COSTLY_COST }), (req, res) => {
+      res.json({ apiKey: req.apiKey });
+    });
+    app.get(TIMED_PATH, auth.requireApiKey(), (_req, res) => {
+      res.json({ at: Date.now() });
     });
     return running(app.listen(0, '127.0.0.1'));
   },
@@ -53,6 +67,10 @@ export const startServer = {
     app.get(scopedPath, { config: { apiKey: { scopes } } }, async (request) => ({
       apiKey: request.apiKey,
     }));
+    app.get(COSTLY_PATH, { config: { apiKey: { cost: COSTLY_COST } } }, async (request) => ({
+      apiKey: request.apiKey,
+    }));
+    app.get(TIMED_PATH, { config: { apiKey: true } }, async () => ({ at: Date.now() }));
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
     return { url, close: () => app.close() };
   },
@@ -76,6 +94,10 @@ export const startServer = {
     app.get(scopedPath, auth.requireApiKey({ scopes }), (c) =>
       c.json({ apiKey: c.get('apiKey') }, 200, json),
     );
+    app.get(COSTLY_PATH, auth.requireApiKey({ cost: COSTLY_COST }), (c) =>
+      c.json({ apiKey: c.get('apiKey') }, 200, json),
+    );
+    app.get(TIMED_PATH, auth.requireApiKey(), (c) => c.json({ at: Date.now() }, 200, json));
     // node-server's own drain of a body the app left unread (autoCleanupIncoming) destroys
     // the socket if the body's end is not seen within 500 ms, kept-alive and already
     // carrying the next request or not: the fuzz met "socket hang up" there. Off, Node

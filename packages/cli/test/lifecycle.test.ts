@@ -58,6 +58,12 @@ describe.each(stores)('keyward on $store, as a process', ({ env, up }) => {
         'read',
         '--scope',
         'write',
+        '--rate-limit',
+        '100/1m',
+        '--credits',
+        '500',
+        '--refill',
+        '500/month',
       ]);
       expect(created).toMatchObject({ code: 0, stderr: '' });
       expect(created.stdout).toMatch(RAW_KEY_LINE);
@@ -79,15 +85,24 @@ describe.each(stores)('keyward on $store, as a process', ({ env, up }) => {
       const listed = await cli(['list', '--owner', owner]);
       expect(listed.code).toBe(0);
       const [header, row, ...more] = listed.stdout.trimEnd().split('\n');
-      expect(header).toMatch(/^ID\s+NAME\s+KEY\s+SCOPES\s+CREATED\s+EXPIRES\s+LAST USED$/);
+      expect(header).toMatch(
+        /^ID\s+NAME\s+KEY\s+SCOPES\s+CREATED\s+EXPIRES\s+LAST USED\s+LIMIT\s+CREDITS$/,
+      );
       expect(more).toEqual([]);
       expect(row).toContain(keyId);
       expect(row).toContain('deploy bot');
       expect(row).toContain(`${oldKey.slice(0, 8)}…${oldKey.slice(-6)}`);
       expect(row).toContain('read,write');
+      expect(row).toMatch(/100\/60s\s+500 \(500\/month\)$/);
       const listedJson = JSON.parse((await cli(['list', '--owner', owner, '--json'])).stdout);
       expect(listedJson).toMatchObject([
-        { id: keyId, name: 'deploy bot', scopes: ['read', 'write'] },
+        {
+          id: keyId,
+          name: 'deploy bot',
+          scopes: ['read', 'write'],
+          rateLimit: { limit: 100, windowSec: 60 },
+          credits: { remaining: 500, refill: { amount: 500, every: 'month' }, strict: false },
+        },
       ]);
 
       const rolled = await cli(['roll', '--owner', owner, keyId, '--grace', '1h']);

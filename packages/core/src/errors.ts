@@ -27,6 +27,7 @@ export const errorCodes = {
     message: 'The request body must be application/json (UTF-8).',
   },
   rate_limited: { status: 429, message: 'Too many requests. Retry later.' },
+  credits_exhausted: { status: 429, message: 'The API key has no credits left.' },
   service_unavailable: {
     status: 503,
     message: 'The service is temporarily unavailable. Retry later.',
@@ -49,8 +50,8 @@ export class KeywardError extends Error {
   override readonly name = 'KeywardError';
   readonly code: ErrorCode;
   readonly status: number;
-  /** Seconds a client should wait before retrying; set on `service_unavailable` and
-   * `rate_limited`. */
+  /** Seconds a client should wait before retrying; set on `service_unavailable`,
+   * `rate_limited` and (with a refill) `credits_exhausted`. */
   readonly retryAfter: number | undefined;
 
   constructor(

@@ -1,5 +1,5 @@
 import { isKeywardError, KeywardError } from './errors.js';
-import { holdsScopes } from './key-fields.js';
+import { holdsScopes, parseCost } from './key-fields.js';
 import {
   type GitHubPublicKeys,
   gitHubFeedback,
@@ -8,7 +8,13 @@ import {
   verifyGitHubSignature,
 } from './leak.js';
 import { OwnerLimit } from './owner-limit.js';
-import type { ApiKey, AuthenticatedKey, CreatedApiKey, KeyService } from './service.js';
+import type {
+  ApiKey,
+  AuthenticatedKey,
+  CreatedApiKey,
+  KeyService,
+  LimitVerdict,
+} from './service.js';
 
 /** Core's HTTP layer, as an adapter uses it. */
 export interface HttpHandler {
@@ -31,16 +37,24 @@ export interface HttpHandler {
   checkScopes(key: AuthenticatedKey, needed: readonly string[]): HttpResponse | undefined;
   /**
    * The whole guard for a host route, for adapters: the cached key at once (no promise),
-   * else a full verification; then the scope check. Calls exactly one of `admit` and
+   * else a full verification; then the scope check, then the key's rate limit and credits
+   * (spending `cost`, default 1: see `guardCost`). Calls exactly one of `admit` and
    * `refuse`; `fail` gets what an adapter callback or the host threw (with `admitted`
    * telling whether the request had already been let through).
    */
-  guard(headers: HttpRequest['headers'], scopes: readonly string[], outcome: GuardOutcome): void;
+  guard(
+    headers: HttpRequest['headers'],
+    scopes: readonly string[],
+    outcome: GuardOutcome,
+    cost?: number,
+  ): void;
 }
 
 /** What an adapter does with the guard's verdict. */
 export interface GuardOutcome {
-  admit(key: AuthenticatedKey): void;
+  /** `headers`: the rate-limit header fields to add to the host's answer (a key with a
+   * limit), else `undefined`. */
+  admit(key: AuthenticatedKey, headers: Record<string, string> | undefined): void;
   refuse(response: HttpResponse): void;
   fail(error: unknown, admitted: boolean): void;
 }
@@ -113,7 +127,16 @@ interface ActionContext {
 /** The body fields the routes read: own properties only, so `{"__proto__": …}` cannot
  * reach one through the prototype. */
 type RequestFields = Partial<Record<(typeof bodyFields)[number], unknown>>;
-const bodyFields = ['name', 'expiresAt', 'expiresIn', 'scopes', 'metadata', 'keys'] as const;
+const bodyFields = [
+  'name',
+  'expiresAt',
+  'expiresIn',
+  'scopes',
+  'metadata',
+  'rateLimit',
+  'credits',
+  'keys',
+] as const;
 
 /** Most keys in one request to the public report route. */
 export const MAX_REPORTED_KEYS = 100;
@@ -160,12 +183,15 @@ const routes: readonly Route[] = [
         readsBody: true,
         scopes: WRITE_SCOPES,
         run: async (service, { key, body }) => {
+          refuseLimitedGrantor(key);
           const created = await service.create(key.ownerId, body.name, {
             expiresAt: body.expiresAt,
             expiresIn: body.expiresIn,
             // Omitted: the creating key's own scopes. No key grants more than it holds.
             scopes: body.scopes === undefined ? [...key.scopes] : body.scopes,
             metadata: body.metadata,
+            rateLimit: body.rateLimit,
+            credits: body.credits,
             createdBy: key.id,
             grantableScopes: key.scopes,
           });
@@ -181,6 +207,7 @@ const routes: readonly Route[] = [
         readsBody: true,
         scopes: WRITE_SCOPES,
         run: async (service, { key, id, body }) => {
+          if (body.rateLimit !== undefined || body.credits !== undefined) refuseLimitedGrantor(key);
           const updated = await service.update(key.ownerId, id, body);
           if (!updated) throw new KeywardError('not_found');
           return success(200, keyToJson(updated));
@@ -220,6 +247,18 @@ const routes: readonly Route[] = [
     },
   },
 ];
+
+/**
+ * A key that is itself limited (a rate limit or credits) may not make keys or set limits
+ * over HTTP: a new key, or a raised balance, would be a way around its own limits. The
+ * host's code, and keys without limits, may.
+ */
+function refuseLimitedGrantor(key: AuthenticatedKey): void {
+  if (key.rateLimit === null && key.credits === null) return;
+  throw new KeywardError('insufficient_scope', {
+    message: 'A key with a rate limit or credits cannot create keys or change limits.',
+  });
+}
 
 /** `?cascade=true` or `?cascade=false`; absent is false. */
 function readCascade(query: URLSearchParams): boolean {
@@ -368,11 +407,32 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
       if (!action.scopes.some((scope) => holdsScopes(auth.key.scopes, [scope]))) {
         return insufficientScope(action.scopes.slice(0, 1));
       }
+      let limitHeaders: Record<string, string> | undefined;
+      if (auth.key.rateLimit !== null || auth.key.credits !== null) {
+        const verdict = await service.checkLimits(auth.key, 1);
+        if (!verdict.ok) return refusedByLimits(verdict);
+        limitHeaders = verdict.headers;
+      }
+      return withHeaders(await runAction(request, action, auth.key, match.id), limitHeaders);
+    } catch (error) {
+      return errorResponse(error);
+    }
+  }
+
+  /** The action, past the key, scope and limit checks: what a limited key's answer, error
+   * or not, carries the rate-limit fields on. */
+  async function runAction(
+    request: HttpRequest,
+    action: Action,
+    key: AuthenticatedKey,
+    id: string,
+  ): Promise<HttpResponse> {
+    try {
       const query = queryOf(request.path);
       const readsBody =
         action.readsBody === 'optional' ? hasBody(request.headers) : action.readsBody;
       const body = readsBody ? await readJsonObject(request, maxBodyBytes) : {};
-      return await action.run(service, { key: auth.key, id: match.id, body, query });
+      return await action.run(service, { key, id, body, query });
     } catch (error) {
       return errorResponse(error);
     }
@@ -382,16 +442,21 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     options.leaks?.github || options.leaks?.reportRoute
       ? createLeakRoutes(service, mountPath, options.leaks, errorResponse)
       : undefined;
+  /** The 429 (or 503) for a request the key's limit or credits refuse. */
+  function refusedByLimits(verdict: Extract<LimitVerdict, { ok: false }>): HttpResponse {
+    return withHeaders(errorResponse(verdict.error), verdict.headers);
+  }
 
   function guard(
     headers: HttpRequest['headers'],
     scopes: readonly string[],
     outcome: GuardOutcome,
+    cost = 1,
   ): void {
     // The warm path allocates nothing here: no closure, no promise.
     const cached = authenticateCached(headers);
     if (cached) {
-      settle(cached, scopes, outcome);
+      settle(cached, scopes, outcome, cost);
       return;
     }
     let admitted = false;
@@ -402,15 +467,55 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
           return;
         }
         admitted = true;
-        settle(result.key, scopes, outcome);
+        settle(result.key, scopes, outcome, cost);
       })
       .catch((error: unknown) => outcome.fail(error, admitted));
   }
 
-  function settle(key: AuthenticatedKey, scopes: readonly string[], outcome: GuardOutcome): void {
+  function settle(
+    key: AuthenticatedKey,
+    scopes: readonly string[],
+    outcome: GuardOutcome,
+    cost: number,
+  ): void {
     const refusal = scopes.length === 0 ? undefined : checkScopes(key, scopes);
-    if (refusal) outcome.refuse(refusal);
-    else outcome.admit(key);
+    if (refusal) {
+      outcome.refuse(refusal);
+      return;
+    }
+    if (key.rateLimit === null && key.credits === null) {
+      outcome.admit(key, undefined);
+      return;
+    }
+    let verdict: LimitVerdict | Promise<LimitVerdict>;
+    try {
+      verdict = service.checkLimits(key, cost);
+    } catch (error) {
+      outcome.refuse(errorResponse(error));
+      return;
+    }
+    if (verdict instanceof Promise) {
+      let decided = false;
+      verdict
+        .then(
+          (v) => {
+            decided = true;
+            decide(key, v, outcome);
+          },
+          (error: unknown) => {
+            decided = true;
+            outcome.refuse(errorResponse(error));
+          },
+        )
+        .catch((error: unknown) => outcome.fail(error, decided));
+    } else {
+      decide(key, verdict, outcome);
+    }
+  }
+
+  function decide(key: AuthenticatedKey, verdict: LimitVerdict, outcome: GuardOutcome): void {
+    if (verdict.ok) outcome.admit(key, verdict.headers);
+    else outcome.refuse(refusedByLimits(verdict));
   }
 
   return {
@@ -431,6 +536,19 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
      * needs; `undefined` when it holds them all. */
     checkScopes,
   };
+}
+
+function withHeaders(
+  response: HttpResponse,
+  headers: Record<string, string> | undefined,
+): HttpResponse {
+  if (headers) Object.assign(response.headers, headers);
+  return response;
+}
+
+/** A route's `cost` option, checked once when the guard is made. */
+export function guardCost(cost: unknown): number {
+  return parseCost(cost);
 }
 
 function allowedMethods(route: Route): string {
@@ -544,6 +662,15 @@ export function keyToJson(key: ApiKey | CreatedApiKey) {
     scopes: key.scopes,
     metadata: key.metadata,
     createdBy: key.createdBy,
+    rateLimit: key.rateLimit && { limit: key.rateLimit.limit, windowSec: key.rateLimit.windowSec },
+    credits: key.credits && {
+      remaining: key.credits.remaining,
+      refill: key.credits.refill && {
+        amount: key.credits.refill.amount,
+        every: key.credits.refill.every,
+      },
+      strict: key.credits.strict,
+    },
     leakedAt: key.leakedAt?.toISOString() ?? null,
     leakSource: key.leakSource,
   };

@@ -39,6 +39,7 @@ export {
   type AuthResult,
   createHttpHandler,
   type GuardOutcome,
+  guardCost,
   type HttpHandler,
   type HttpOptions,
   type HttpRequest,
@@ -49,9 +50,15 @@ export {
 export {
   ALL_SCOPES,
   holdsScopes,
+  MAX_CREDITS,
   MAX_METADATA_BYTES,
   MAX_METADATA_DEPTH,
+  MAX_RATE_LIMIT,
   MAX_SCOPES,
+  MAX_WINDOW_SECONDS,
+  parseCredits,
+  parseRateLimit,
+  refillPeriod,
 } from './key-fields.js';
 export {
   BODY_LENGTH,
@@ -84,6 +91,12 @@ export {
   readGitHubPublicKeys,
   verifyGitHubSignature,
 } from './leak.js';
+export {
+  CREDIT_LEASE_FACTOR,
+  type LimitedKey,
+  type LimitVerdict,
+  MAX_WINDOW_LEASE,
+} from './limits.js';
 export { type MemoryStore, memoryStore } from './memory-store.js';
 export { MAX_NAME_LENGTH, normalizeKeyName } from './names.js';
 export type { InvalidKeyReason, KeyServiceOptions } from './options.js';
@@ -101,6 +114,10 @@ export {
   type VerifyResult,
 } from './service.js';
 export {
+  type CreditClaim,
+  type CreditGrant,
+  type CreditRefill,
+  type Credits,
   compareNewestFirst,
   earlierExpiry,
   type InsertResult,
@@ -109,8 +126,13 @@ export {
   type KeyMetadata,
   type KeyStore,
   type LastUsedUpdate,
+  leaseGrant,
+  type RateLimit,
   type RollResult,
+  type StoredCredits,
   type StoredKey,
   StoreMisconfiguredError,
+  type WindowClaim,
+  type WindowGrant,
 } from './store.js';
 export { StoreUnavailableError } from './store-check.js';

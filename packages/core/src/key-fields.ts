@@ -1,5 +1,5 @@
 import { KeywardError } from './errors.js';
-import type { KeyMetadata } from './store.js';
+import type { Credits, KeyMetadata, RateLimit } from './store.js';
 
 /** Every scope: a key holding it may do anything. */
 export const ALL_SCOPES = '*';
@@ -148,6 +148,95 @@ export function parseRollGrace(value: unknown): number {
     );
   }
   return value as number;
+}
+
+export const MAX_RATE_LIMIT = 1_000_000;
+export const MAX_WINDOW_SECONDS = 86_400;
+export const MAX_CREDITS = 2 ** 31 - 1;
+
+/** A `rateLimit` field: `null`, or `{ limit: 1..1,000,000, windowSec: 1..86,400 }`. */
+export function parseRateLimit(value: unknown): RateLimit | null {
+  if (value === null) return null;
+  const fields = objectWith(value, ['limit', 'windowSec'], '`rateLimit`');
+  return {
+    limit: wholeNumber(fields.limit, 1, MAX_RATE_LIMIT, '`rateLimit.limit`'),
+    windowSec: wholeNumber(fields.windowSec, 1, MAX_WINDOW_SECONDS, '`rateLimit.windowSec`'),
+  };
+}
+
+/** A `credits` field: `null`, or `{ remaining: 0..2^31-1, refill?: { amount, every:
+ * "day" | "month" } | null, strict?: boolean }`. */
+export function parseCredits(value: unknown): Credits | null {
+  if (value === null) return null;
+  const fields = objectWith(value, ['remaining', 'refill', 'strict'], '`credits`');
+  const remaining = wholeNumber(fields.remaining, 0, MAX_CREDITS, '`credits.remaining`');
+  let refill: Credits['refill'] = null;
+  if (fields.refill !== undefined && fields.refill !== null) {
+    const r = objectWith(fields.refill, ['amount', 'every'], '`credits.refill`');
+    if (r.every !== 'day' && r.every !== 'month') {
+      throw invalid('`credits.refill.every` must be "day" or "month".');
+    }
+    refill = {
+      amount: wholeNumber(r.amount, 1, MAX_CREDITS, '`credits.refill.amount`'),
+      every: r.every,
+    };
+  }
+  if (fields.strict !== undefined && typeof fields.strict !== 'boolean') {
+    throw invalid('`credits.strict` must be true or false.');
+  }
+  return { remaining, refill, strict: fields.strict === true };
+}
+
+/** A route's `cost`: whole units from 1 to 2^31-1; a host's mistake, so a TypeError. */
+export function parseCost(value: unknown): number {
+  if (value === undefined) return 1;
+  if (!Number.isSafeInteger(value) || (value as number) < 1 || (value as number) > MAX_CREDITS) {
+    throw new TypeError(
+      `keyward: \`cost\` must be a whole number from 1 to ${MAX_CREDITS}; got ${String(value)}.`,
+    );
+  }
+  return value as number;
+}
+
+function objectWith(
+  value: unknown,
+  allowed: readonly string[],
+  name: string,
+): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid(`${name} must be an object or null.`);
+  }
+  const fields: Record<string, unknown> = {};
+  for (const field of Object.keys(value)) {
+    if (!allowed.includes(field)) {
+      throw invalid(`${name} takes only ${allowed.map((f) => `\`${f}\``).join(', ')}.`);
+    }
+    fields[field] = (value as Record<string, unknown>)[field];
+  }
+  return fields;
+}
+
+function wholeNumber(value: unknown, min: number, max: number, name: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
+    throw invalid(`${name} must be a whole number from ${min} to ${max.toLocaleString('en-US')}.`);
+  }
+  return value as number;
+}
+
+/** Start of the refill period holding `nowMs` (00:00 UTC of the day, or of the first of
+ * the month), and of the next one. */
+export function refillPeriod(
+  every: 'day' | 'month',
+  nowMs: number,
+): { start: number; next: number } {
+  const d = new Date(nowMs);
+  const y = d.getUTCFullYear();
+  const m = d.getUTCMonth();
+  if (every === 'day') {
+    const start = Date.UTC(y, m, d.getUTCDate());
+    return { start, next: Date.UTC(y, m, d.getUTCDate() + 1) };
+  }
+  return { start: Date.UTC(y, m, 1), next: Date.UTC(y, m + 1, 1) };
 }
 
 function invalid(message: string): KeywardError {

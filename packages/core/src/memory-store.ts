@@ -5,6 +5,7 @@ import {
   KeyCollisionError,
   type KeyStore,
   type LastUsedUpdate,
+  leaseGrant,
   type StoredKey,
 } from './store.js';
 
@@ -23,6 +24,8 @@ export function memoryStore(): MemoryStore {
   const byId = new Map<string, StoredKey>();
   const idByLookup = new Map<string, string>();
   const idsByOwner = new Map<string, Set<string>>();
+  // Per key: the window counted and the units of it handed out in leases.
+  const windows = new Map<string, { start: number; used: number }>();
 
   const copy = (key: StoredKey): StoredKey => ({
     ...key,
@@ -32,9 +35,15 @@ export function memoryStore(): MemoryStore {
     leakedAt: key.leakedAt && new Date(key.leakedAt),
     scopes: [...key.scopes],
     metadata: structuredClone(key.metadata),
+    rateLimit: key.rateLimit && { ...key.rateLimit },
+    credits: key.credits && {
+      ...key.credits,
+      refill: key.credits.refill && { ...key.credits.refill },
+    },
   });
   const remove = (key: StoredKey): void => {
     byId.delete(key.id);
+    windows.delete(key.id);
     idByLookup.delete(key.lookup);
     const ids = idsByOwner.get(key.ownerId);
     ids?.delete(key.id);
@@ -89,6 +98,8 @@ export function memoryStore(): MemoryStore {
       if (changes.expiresAt !== undefined) {
         key.expiresAt = earlierExpiry(key.expiresAt, new Date(changes.expiresAt));
       }
+      if (changes.rateLimit !== undefined) key.rateLimit = changes.rateLimit;
+      if (changes.credits !== undefined) key.credits = changes.credits;
       if (changes.leak !== undefined && key.leakedAt === null) {
         key.leakedAt = new Date(changes.leak.at);
         key.leakSource = changes.leak.source;
@@ -129,6 +140,18 @@ export function memoryStore(): MemoryStore {
       if (idByLookup.has(next.lookup)) throw new KeyCollisionError('lookup');
       if (countOf(ownerId) >= maxKeysPerOwner) return { ok: false, reason: 'limit_reached' };
       add(next);
+      const added = byId.get(next.id) as StoredKey;
+      if (previous.credits) {
+        added.credits = { ...previous.credits };
+        previous.credits = {
+          ...previous.credits,
+          remaining: 0,
+          refill: null,
+          resetAt: now.getTime(),
+        };
+      }
+      const counted = windows.get(previous.id);
+      if (counted) windows.set(next.id, { ...counted });
       previous.expiresAt = earlierExpiry(previous.expiresAt, new Date(previousExpiresAt));
       return { ok: true, previous: copy(previous) };
     },
@@ -140,6 +163,43 @@ export function memoryStore(): MemoryStore {
           key.lastUsedAt = new Date(lastUsedAt);
         }
       }
+    },
+
+    async claimWindow(ownerId, id, { windowStart, limit, want, atLeast }) {
+      if (!owned(ownerId, id)) return { granted: 0, remaining: 0 };
+      let counted = windows.get(id);
+      if (!counted || counted.start < windowStart) {
+        counted = { start: windowStart, used: 0 };
+        windows.set(id, counted);
+      }
+      if (counted.start > windowStart) return { granted: 0, remaining: 0 };
+      const left = Math.max(0, limit - counted.used);
+      const granted = leaseGrant(left, want, atLeast);
+      counted.used += granted;
+      return { granted, remaining: left - granted };
+    },
+
+    async returnWindow(ownerId, id, windowStart, amount) {
+      if (!owned(ownerId, id)) return;
+      const counted = windows.get(id);
+      if (counted?.start === windowStart) counted.used = Math.max(0, counted.used - amount);
+    },
+
+    async claimCredits(ownerId, id, { want, atLeast, periodStart }) {
+      const credits = owned(ownerId, id)?.credits;
+      if (!credits) return null;
+      if (credits.refill && periodStart !== null && credits.resetAt < periodStart) {
+        credits.remaining = credits.refill.amount;
+        credits.resetAt = periodStart;
+      }
+      const granted = leaseGrant(credits.remaining, want, atLeast);
+      credits.remaining -= granted;
+      return { granted, remaining: credits.remaining, resetAt: credits.resetAt };
+    },
+
+    async returnCredits(ownerId, id, amount, resetAt) {
+      const credits = owned(ownerId, id)?.credits;
+      if (credits?.resetAt === resetAt) credits.remaining += amount;
     },
 
     /** Nothing to reach and nothing to set up: always ready. */

@@ -12,23 +12,35 @@ import { hashKey, verifyKeyHash } from './hashing.js';
 import {
   holdsScopes,
   parseCreateExpiry,
+  parseCredits,
   parseExpiresAt,
   parseMetadata,
+  parseRateLimit,
   parseRollGrace,
   parseScopes,
+  refillPeriod,
 } from './key-fields.js';
 import { generateKey, generateKeyId, parseKey } from './key-format.js';
 import { LastUsedWriter, latest } from './last-used.js';
 import type { LeakOutcome, LeakReport } from './leak.js';
+import { createLimiter, type LimitedKey, type LimitVerdict } from './limits.js';
 import { normalizeKeyName } from './names.js';
 import { type KeyServiceOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { OwnerLimit } from './owner-limit.js';
 import { Semaphore } from './semaphore.js';
-import { type KeyChanges, KeyCollisionError, type KeyMetadata, type StoredKey } from './store.js';
+import {
+  type Credits,
+  type KeyChanges,
+  KeyCollisionError,
+  type KeyMetadata,
+  type RateLimit,
+  type StoredCredits,
+  type StoredKey,
+} from './store.js';
 import { checkStore } from './store-check.js';
 import { type AuthenticatedKey, createVerifier, type VerifyResult } from './verifier.js';
 
-export type { AuthenticatedKey, VerifyResult };
+export type { AuthenticatedKey, LimitVerdict, VerifyResult };
 
 /** A key as its owner sees it: metadata and the masked ends, never the secret. */
 export interface ApiKey {
@@ -46,6 +58,11 @@ export interface ApiKey {
   metadata: KeyMetadata;
   /** Id of the key that created this one over HTTP; `null` when made by the host's code. */
   createdBy: string | null;
+  /** At most `limit` requests per epoch-aligned window of `windowSec`; `null`: none. */
+  rateLimit: RateLimit | null;
+  /** The credit balance (as this instance knows it: the store's and this instance's
+   * unspent lease) and its refill; `null`: none. */
+  credits: Credits | null;
   /** When a leak of the key was confirmed and it was quarantined; `null` otherwise. */
   leakedAt: Date | null;
   /** Who reported that leak: `github`, `report`, or the host's own label. */
@@ -75,6 +92,11 @@ export interface CreateOptions {
   /** When set, every requested scope must be held here (`*` holds all), else
    * `insufficient_scope`: the creating key's scopes, so no key grants more than it has. */
   grantableScopes?: readonly string[];
+  /** `{ limit: 1..1,000,000, windowSec: 1..86,400 }` or null. @default null */
+  rateLimit?: unknown;
+  /** `{ remaining: 0..2^31-1, refill?: { amount, every: 'day' | 'month' } | null, strict?:
+   * boolean }` or null. @default null */
+  credits?: unknown;
 }
 
 /** `update`'s changes: at least one of them. */
@@ -87,6 +109,10 @@ export interface UpdateFields {
   expiresAt?: unknown;
   /** Refused: scopes are fixed at creation (roll to change them). */
   scopes?: unknown;
+  /** Replaces the limit; `null` removes it. */
+  rateLimit?: unknown;
+  /** Replaces the credits, balance included; `null` removes them. */
+  credits?: unknown;
 }
 
 export interface RollOptions {
@@ -164,6 +190,13 @@ export interface KeyService {
   verify(rawKey: string): Promise<VerifyResult>;
   /** `verify`'s cache hit, synchronously; `undefined` when the key is not cached. */
   verifyCached(rawKey: string): AuthenticatedKey | undefined;
+  /**
+   * Spends `cost` of a verified key's rate limit and credits (docs/design.md, "Rate limits
+   * and credits"): synchronously from this instance's leases when they cover it, else
+   * after claiming one from the store. Rejects with `service_unavailable` when the store
+   * cannot answer: a limited key is never let through unchecked.
+   */
+  checkLimits(key: LimitedKey, cost: number): LimitVerdict | Promise<LimitVerdict>;
   /** Drops a key from this instance's caches, as a bus event would. */
   invalidate(keyId: string): void;
   /** Writes pending lastUsedAt values now. */
@@ -231,6 +264,14 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   );
   const verifier = createVerifier({ options: o, argon2Slots, lastUsed, callStore });
   const renames = new OwnerLimit(o.maxRenamesPerMinute, 60_000, RENAME_WINDOW_OWNERS);
+  const limiter = createLimiter({
+    store,
+    callStore,
+    nowMs: o.nowMs,
+    onError: o.onError,
+    maxKeys: o.cacheMax,
+    invalidateKey: (id) => verifier.invalidate(id),
+  });
 
   const lags = new Float64Array(LAG_SAMPLES);
   let applied = 0;
@@ -239,6 +280,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   const subscription = o.bus?.subscribe(
     (event: InvalidationEvent) => {
       verifier.invalidate(event.keyId, event.ownerId);
+      limiter.forget(event.keyId);
       if (event.type === 'revoked') lastUsed.forget(event.keyId);
       applied++;
       const lagMs = event.publishedAt === undefined ? null : Date.now() - event.publishedAt;
@@ -283,6 +325,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
     type: InvalidationEvent['type'],
   ): Promise<void> {
     verifier.invalidate(keyId, ownerId);
+    limiter.forget(keyId);
     await publish({ type, keyId, ownerId });
   }
 
@@ -321,9 +364,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   }
 
   /** A fresh key record and its raw key; the hash runs on the low-priority argon2 slots. */
-  async function newKey(
-    fields: Pick<StoredKey, 'ownerId' | 'name' | 'expiresAt' | 'scopes' | 'metadata' | 'createdBy'>,
-  ): Promise<{ record: StoredKey; rawKey: string }> {
+  async function newKey(fields: NewKeyFields): Promise<{ record: StoredKey; rawKey: string }> {
     const generated = generateKey(o.prefix);
     const record: StoredKey = {
       ...fields,
@@ -356,9 +397,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   /** `create`, the account's turn come. The cap is checked before hashing, so an account
    * at its cap costs one store read per create, not an argon2 hash on the shared slots;
    * the store's atomic insert stays the authority (another instance may be creating too). */
-  async function createKey(
-    fields: Pick<StoredKey, 'ownerId' | 'name' | 'expiresAt' | 'scopes' | 'metadata' | 'createdBy'>,
-  ): Promise<CreatedApiKey> {
+  async function createKey(fields: NewKeyFields): Promise<CreatedApiKey> {
     // listByOwner rather than a store method of its own: at most maxKeysPerOwner records,
     // read by the owner index, on the management path; a create already reads and writes
     // the store.
@@ -442,9 +481,30 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       scopes: record.scopes,
       metadata: record.metadata,
       createdBy: record.createdBy,
+      rateLimit: record.rateLimit && { ...record.rateLimit },
+      credits: record.credits && {
+        remaining: shownBalance(record.credits, record.id),
+        refill: record.credits.refill && { ...record.credits.refill },
+        strict: record.credits.strict,
+      },
       leakedAt: record.leakedAt,
       leakSource: record.leakSource,
     };
+  }
+
+  /** The balance as this instance knows it: the store's, plus the lease held here, or the
+   * refill amount when a refill is due that no claim has applied yet. */
+  function shownBalance(credits: StoredCredits, id: string): number {
+    const { refill } = credits;
+    if (refill && credits.resetAt < refillPeriod(refill.every, o.nowMs()).start) {
+      return refill.amount;
+    }
+    return credits.remaining + limiter.creditsHeld(id);
+  }
+
+  /** Credits as a store keeps them: the balance counts as set now. */
+  function storedCredits(credits: Credits | null): StoredCredits | null {
+    return credits && { ...credits, resetAt: o.nowMs() };
   }
 
   const handledLeaks = new LRUCache<string, LeakOutcome>({ max: HANDLED_LEAKS_MAX });
@@ -520,8 +580,21 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
         });
       }
       const createdBy = options.createdBy ?? null;
+      const rateLimit = options.rateLimit === undefined ? null : parseRateLimit(options.rateLimit);
+      const credits = storedCredits(
+        options.credits === undefined ? null : parseCredits(options.credits),
+      );
       return oneAtATime(ownerId, () =>
-        createKey({ ownerId, name: cleanName, expiresAt, scopes, metadata, createdBy }),
+        createKey({
+          ownerId,
+          name: cleanName,
+          expiresAt,
+          scopes,
+          metadata,
+          createdBy,
+          rateLimit,
+          credits,
+        }),
       );
     },
 
@@ -534,6 +607,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
     async update(ownerId, id, fields) {
       assertOwnerId(ownerId);
       const changes = parseUpdate(fields, o.now());
+      if (changes.credits !== undefined) changes.credits = storedCredits(changes.credits);
       if (!isKeyId(id)) return null;
       const retryAfter = renames.take(ownerId);
       if (retryAfter !== undefined) throw new KeywardError('rate_limited', { retryAfter });
@@ -587,7 +661,14 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
             scopes,
             metadata: old.metadata,
             createdBy: old.createdBy,
+            // The store moves the balance itself, atomically (docs/design.md, "Changes,
+            // roll, revoke, expiry"); this copy only says the new key has credits.
+            rateLimit: old.rateLimit,
+            credits: old.credits,
           });
+          // What this instance holds of the old key's balance goes back first, so the
+          // store moves all of it.
+          await limiter.release(id);
           const result = await callStore(() =>
             store.roll(ownerId, id, record, {
               previousExpiresAt: new Date(now.getTime() + grace * 1000),
@@ -602,7 +683,11 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
           // No creator check here: the successor's creator is the old key's, which may
           // have been revoked long ago (alone, not by cascade). A cascade that races the
           // roll deletes the old key too, and the store's atomic roll finds it gone.
-          return { ...toApiKey(record), rawKey };
+          // The store moved the balance: the answer shows what it moved.
+          const moved = record.credits
+            ? ((await findOwned(ownerId, record.id).catch(() => undefined)) ?? record)
+            : record;
+          return { ...toApiKey(moved), rawKey };
         });
         // Cached copies of the old key carry its old expiry: every instance reads it again.
         if (rolled) await dropEverywhere(ownerId, id, 'rolled');
@@ -681,6 +766,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
 
     verify: verifier.verify,
     verifyCached: verifier.verifyCached,
+    checkLimits: limiter.check,
 
     invalidate(keyId) {
       verifier.invalidate(keyId);
@@ -694,6 +780,8 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       verifier.close();
       const unsubscribe = await subscription?.catch(() => undefined);
       await unsubscribe?.();
+      // Unspent leases go back; a failure is reported, and the rest still closes.
+      await limiter.close();
       await lastUsed.close();
     },
 
@@ -716,6 +804,11 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   return service;
 }
 
+type NewKeyFields = Pick<
+  StoredKey,
+  'ownerId' | 'name' | 'expiresAt' | 'scopes' | 'metadata' | 'createdBy' | 'rateLimit' | 'credits'
+>;
+
 /** The `q` quantile of sorted samples (nearest rank); `null` when there are none. */
 function percentile(sorted: Float64Array, q: number): number | null {
   if (sorted.length === 0) return null;
@@ -737,9 +830,14 @@ function parseUpdate(fields: UpdateFields, now: Date): KeyChanges {
       fields.expiresAt instanceof Date ? fields.expiresAt.toISOString() : fields.expiresAt;
     changes.expiresAt = parseExpiresAt(value, now);
   }
+  if (fields.rateLimit !== undefined) changes.rateLimit = parseRateLimit(fields.rateLimit);
+  if (fields.credits !== undefined) {
+    // Given its resetAt by the caller, which owns the clock.
+    changes.credits = parseCredits(fields.credits) as StoredCredits | null;
+  }
   if (Object.keys(changes).length === 0) {
     throw new KeywardError('invalid_request', {
-      message: 'Give at least one of `name`, `metadata` or `expiresAt`.',
+      message: 'Give at least one of `name`, `metadata`, `expiresAt`, `rateLimit` or `credits`.',
     });
   }
   return changes;

@@ -8,7 +8,7 @@ import type { LastUsedWriter } from './last-used.js';
 import type { InvalidKeyReason, ResolvedOptions } from './options.js';
 import { PositiveCache } from './positive-cache.js';
 import type { Semaphore } from './semaphore.js';
-import type { KeyMetadata, StoredKey } from './store.js';
+import type { Credits, KeyMetadata, RateLimit, StoredKey } from './store.js';
 
 /** The key that authenticated a request (`req.apiKey` / `request.apiKey`). Frozen, its
  * scopes and metadata too. */
@@ -25,6 +25,10 @@ export interface AuthenticatedKey {
   readonly scopes: readonly string[];
   /** The host's own JSON object, as given when the key was made or last updated. */
   readonly metadata: Readonly<KeyMetadata>;
+  /** At most `limit` requests per window; `null`: none. */
+  readonly rateLimit: Readonly<RateLimit> | null;
+  /** The key's credits as they were when it was verified; `null`: none. */
+  readonly credits: Readonly<Credits> | null;
   /** When the key was confirmed leaked and quarantined; `null` otherwise. A marked key
    * holds no management scope. */
   readonly leakedAt: Date | null;
@@ -405,6 +409,14 @@ function toAuthenticatedKey(record: StoredKey): AuthenticatedKey {
     expiresAt: record.expiresAt,
     scopes: Object.freeze([...record.scopes]),
     metadata: deepFreeze(structuredClone(record.metadata)),
+    rateLimit: record.rateLimit && Object.freeze({ ...record.rateLimit }),
+    credits:
+      record.credits &&
+      deepFreeze({
+        remaining: record.credits.remaining,
+        refill: record.credits.refill && { ...record.credits.refill },
+        strict: record.credits.strict,
+      }),
     leakedAt: record.leakedAt,
     leakSource: record.leakSource,
   });

@@ -57,6 +57,8 @@ describe('key service: management', () => {
         'scopes',
         'metadata',
         'createdBy',
+        'rateLimit',
+        'credits',
         'leakedAt',
         'leakSource',
       ].sort(),

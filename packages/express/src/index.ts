@@ -2,6 +2,7 @@ import {
   type AuthenticatedKey,
   createHttpHandler,
   type GuardOutcome,
+  guardCost,
   type HttpOptions,
   type HttpResponse,
   type KeyService,
@@ -33,7 +34,7 @@ export interface KeywardExpress {
    * before any body parser (keyward reads the body itself, and only once the key is
    * verified). */
   router: Router;
-  /** Guard for the host's own routes: sets `req.apiKey`, or answers 401/403/503 in the
+  /** Guard for the host's own routes: sets `req.apiKey`, or answers 401/403/429/503 in the
    * shared error envelope. With `scopes`, the key must hold every one of them (`*` holds
    * all); without, any valid key will do. */
   requireApiKey(options?: GuardOptions): RequestHandler;
@@ -42,6 +43,8 @@ export interface KeywardExpress {
 export interface GuardOptions {
   /** Scopes the key must hold, all of them. @default [] */
   scopes?: readonly string[];
+  /** Units of the key's rate limit and credits one request to this route spends. @default 1 */
+  cost?: number;
 }
 
 /**
@@ -75,16 +78,17 @@ export function keyward(options: KeywardExpressOptions): KeywardExpress {
   });
 
   const guard =
-    (scopes: readonly string[]): RequestHandler =>
+    (scopes: readonly string[], cost: number): RequestHandler =>
     (req, res, next) =>
-      http.guard(req.headers, scopes, new ExpressOutcome(req, res, next));
-  const anyKey = guard([]);
+      http.guard(req.headers, scopes, new ExpressOutcome(req, res, next), cost);
+  const anyKey = guard([], 1);
 
   return {
     router,
     requireApiKey: (options = {}) => {
       const scopes = [...(options.scopes ?? [])];
-      return scopes.length === 0 ? anyKey : guard(scopes);
+      const cost = guardCost(options.cost);
+      return scopes.length === 0 && cost === 1 ? anyKey : guard(scopes, cost);
     },
   };
 }
@@ -98,8 +102,9 @@ class ExpressOutcome implements GuardOutcome {
     private readonly next: NextFunction,
   ) {}
 
-  admit(key: AuthenticatedKey): void {
+  admit(key: AuthenticatedKey, headers: Record<string, string> | undefined): void {
     this.req.apiKey = key;
+    if (headers) for (const name in headers) this.res.setHeader(name, headers[name] as string);
     this.next();
   }
 

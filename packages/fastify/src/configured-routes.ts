@@ -1,8 +1,9 @@
+import { guardCost } from '@keyward/core';
 import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { runScopedGuard } from './guard.js';
 
 /**
- * The hook behind `{ config: { apiKey: true } }` and `{ config: { apiKey: { scopes } } }`.
+ * The hook behind `{ config: { apiKey: true } }` and `{ config: { apiKey: { scopes, cost } } }`.
  * A route without the option pays one read of its config; one with it runs the guard of
  * the keyward in its scope (with the scopes it names), or fails closed.
  */
@@ -12,8 +13,25 @@ const guardConfiguredRoutes: onRequestHookHandler = (request, reply, done) => {
     done();
     return;
   }
-  runScopedGuard(request, reply, done, option === true ? undefined : option.scopes);
+  if (option === true) {
+    runScopedGuard(request, reply, done, undefined, undefined);
+    return;
+  }
+  runScopedGuard(request, reply, done, option.scopes, costOf(option));
 };
+
+// A route's cost, checked once per route (the config object is the route's own).
+const costs = new WeakMap<object, number>();
+
+function costOf(option: { cost?: number }): number | undefined {
+  if (option.cost === undefined) return undefined;
+  let cost = costs.get(option);
+  if (cost === undefined) {
+    cost = guardCost(option.cost);
+    costs.set(option, cost);
+  }
+  return cost;
+}
 
 const hooked = new WeakSet<FastifyInstance>();
 

@@ -27,8 +27,8 @@ export function send(reply: FastifyReply, response: HttpResponse): FastifyReply 
  * queue on every request.
  */
 export function guardFor(http: Http): ScopedGuard {
-  return (request, reply, done, scopes = []) =>
-    http.guard(request.headers, scopes, new FastifyOutcome(request, reply, done));
+  return (request, reply, done, scopes = [], cost = 1) =>
+    http.guard(request.headers, scopes, new FastifyOutcome(request, reply, done), cost);
 }
 
 /** What the guard's verdict does to a Fastify request. A class, so each request costs one
@@ -40,8 +40,9 @@ class FastifyOutcome implements GuardOutcome {
     private readonly done: HookHandlerDoneFunction,
   ) {}
 
-  admit(key: AuthenticatedKey): void {
+  admit(key: AuthenticatedKey, headers: Record<string, string> | undefined): void {
     this.request.apiKey = key;
+    if (headers) this.reply.headers(headers);
     this.done();
   }
 
@@ -58,12 +59,13 @@ class FastifyOutcome implements GuardOutcome {
   }
 }
 
-/** An onRequest hook that also takes the scopes its route needs. */
+/** An onRequest hook that also takes the scopes its route needs and what it costs. */
 export type ScopedGuard = (
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
   scopes?: readonly string[],
+  cost?: number,
 ) => void;
 
 /** Where each registration leaves its guard on its instance; private, so no other plugin
@@ -81,22 +83,24 @@ export const kGuard = Symbol('keyward.guard');
  * ```
  */
 export const requireApiKey: onRequestHookHandler = (request, reply, done) => {
-  runScopedGuard(request, reply, done, undefined);
+  runScopedGuard(request, reply, done, undefined, undefined);
 };
 
-/** `requireApiKey` with the scopes a route needs (`{ config: { apiKey: { scopes } } }`). */
+/** `requireApiKey` with the scopes a route needs and its cost (`{ config: { apiKey: {
+ * scopes, cost } } }`). */
 export function runScopedGuard(
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
   scopes: readonly string[] | undefined,
+  cost: number | undefined,
 ): void {
   const guard = (request.server as unknown as Record<symbol, ScopedGuard | undefined>)[kGuard];
   if (guard === undefined) {
     failClosed(request.routeOptions.url, reply);
     return;
   }
-  guard.call(request.server, request, reply, done, scopes);
+  guard.call(request.server, request, reply, done, scopes, cost);
 }
 
 /** A route asks for a key where no keyward can check one: never serve it. The client gets

@@ -38,8 +38,9 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Guard this route with keyward: `{ config: { apiKey: true } }`, or, for a key that
      * must hold every one of some scopes, `{ config: { apiKey: { scopes: ['orders:write'] } } }`
-     * (403 `insufficient_scope` otherwise). */
-    apiKey?: boolean | { scopes?: readonly string[] };
+     * (403 `insufficient_scope` otherwise). `cost` is what one request spends of the key's
+     * rate limit and credits: `{ config: { apiKey: { cost: 5 } } }`. @default 1 */
+    apiKey?: boolean | { scopes?: readonly string[]; cost?: number };
   }
 }
 

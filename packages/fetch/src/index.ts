@@ -1,6 +1,7 @@
 import {
   type AuthenticatedKey,
   createHttpHandler,
+  guardCost,
   type HttpOptions,
   type HttpRequest,
   type HttpResponse,
@@ -15,10 +16,16 @@ export interface KeywardFetchOptions extends HttpOptions {
 export interface GuardOptions {
   /** Scopes the key must hold, all of them (`*` holds all). @default [] */
   scopes?: readonly string[];
+  /** Units of the key's rate limit and credits this request spends. @default 1 */
+  cost?: number;
 }
 
-/** The guard's verdict: the key, or the answer to send instead of the host's route. */
-export type GuardResult = { ok: true; key: AuthenticatedKey } | { ok: false; response: Response };
+/** The guard's verdict: the key (and, for a key with a rate limit, the `RateLimit-Policy`
+ * and `RateLimit` header fields to add to the host's answer: `withLimitHeaders`), or the
+ * answer to send instead of the host's route. */
+export type GuardResult =
+  | { ok: true; key: AuthenticatedKey; headers: Record<string, string> | undefined }
+  | { ok: false; response: Response };
 
 /**
  * What the runtime saw of the request before it became a `Request`, where it has it. A
@@ -48,8 +55,9 @@ export interface KeywardFetch {
    */
   handle(request: Request, raw?: RawRequestParts): Promise<Response | null>;
   /**
-   * Guard for the host's own routes: the verified key, or the 401/403/503 to send in the
-   * shared error envelope. With `scopes`, the key must hold every one of them; without,
+   * Guard for the host's own routes: the verified key, or the 401/403/429/503 to send in
+   * the shared error envelope. A key with a rate limit also gets `headers` to add to the
+   * answer (`withLimitHeaders(response, verdict)`). With `scopes`, the key must hold every one of them; without,
    * any valid key will do. A key in the cache is checked without touching the store.
    */
   guard(request: Request, options?: GuardOptions): Promise<GuardResult>;
@@ -100,16 +108,35 @@ export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
     const value = request.headers.get(headerName);
     // Only the key header is read: no record of every header for each guarded request.
     const headers = value === null ? {} : { [headerName]: value };
+    const cost = options.cost === undefined ? 1 : guardCost(options.cost);
     return new Promise((resolve, reject) => {
-      http.guard(headers, options.scopes ?? [], {
-        admit: (key) => resolve({ ok: true, key }),
-        refuse: (response) => resolve({ ok: false, response: toResponse(response) }),
-        fail: (error) => reject(error),
-      });
+      http.guard(
+        headers,
+        options.scopes ?? [],
+        {
+          admit: (key, limitHeaders) => resolve({ ok: true, key, headers: limitHeaders }),
+          refuse: (response) => resolve({ ok: false, response: toResponse(response) }),
+          fail: (error) => reject(error),
+        },
+        cost,
+      );
     });
   }
 
   return { mountPath: http.mountPath, handle, guard };
+}
+
+/** Adds the guard's rate-limit header fields (if any) to the host's answer. */
+export function withLimitHeaders(
+  response: Response,
+  verdict: { headers?: Record<string, string> | undefined },
+): Response {
+  if (verdict.headers) {
+    for (const [name, value] of Object.entries(verdict.headers)) {
+      response.headers.set(name, value);
+    }
+  }
+  return response;
 }
 
 /** Core's answer as a `Response`, headers and body as they are: every adapter sends the

@@ -3,7 +3,7 @@ import { serve } from '@hono/node-server';
 import { createKeyService, memoryStore } from '@keyward/core';
 import { describeHttpContract } from '@keyward/testing';
 import { describe, expect, it } from 'vitest';
-import { createFetchHandler, type KeywardFetch } from '../src/index.js';
+import { createFetchHandler, type KeywardFetch, withLimitHeaders } from '../src/index.js';
 
 /** A host with no framework at all: one fetch function, served by Node through
  * @hono/node-server's Request/Response bridge. */
@@ -90,5 +90,24 @@ describe('fetch: the handler on Request and Response alone', () => {
     expect(missing.ok || missing.response.headers.get('www-authenticate')).toBe(
       'ApiKey header="X-API-Key"',
     );
+  });
+  it('guard: a route cost spends that many units; the fields go on the answer with withLimitHeaders', async () => {
+    const auth = createFetchHandler({ service });
+    const { rawKey } = await service.create('acct_cost', 'metered', {
+      rateLimit: { limit: 10, windowSec: 3600 },
+    });
+    const request = () => new Request('http://h/x', { headers: { 'x-api-key': rawKey } });
+    const first = await auth.guard(request(), { cost: 6 });
+    expect(first.ok).toBe(true);
+    if (!first.ok) return;
+    expect(first.headers?.['RateLimit-Policy']).toBe('"window";q=10;w=3600');
+    const answer = withLimitHeaders(Response.json({ ok: true }), first);
+    expect(answer.headers.get('ratelimit')).toMatch(/^"window";r=4;t=\d+$/);
+    const refused = await auth.guard(request(), { cost: 6 });
+    expect(refused.ok || refused.response.status).toBe(429);
+    expect(refused.ok || refused.response.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(refused.ok || refused.response.headers.get('ratelimit')).toMatch(/^"window";r=4;t=/);
+    expect((await auth.guard(request(), { cost: 4 })).ok).toBe(true);
+    expect(() => auth.guard(request(), { cost: 0 })).toThrow(TypeError);
   });
 });

@@ -1,4 +1,10 @@
-import type { AuthenticatedKey, HttpOptions, HttpRequest, KeyService } from '@keyward/core';
+import {
+  type AuthenticatedKey,
+  guardCost,
+  type HttpOptions,
+  type HttpRequest,
+  type KeyService,
+} from '@keyward/core';
 import { createFetchHandler, type GuardOptions, type RawRequestParts } from '@keyward/fetch';
 import type { Context, MiddlewareHandler } from 'hono';
 
@@ -65,20 +71,23 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
   };
 
   const guard =
-    (scopes: readonly string[]): MiddlewareHandler<KeywardEnv> =>
+    (scopes: readonly string[], cost: number): MiddlewareHandler<KeywardEnv> =>
     async (c, next) => {
-      const verdict = await handler.guard(c.req.raw, { scopes });
+      const verdict = await handler.guard(c.req.raw, { scopes, cost });
       if (!verdict.ok) return verdict.response;
       c.set('apiKey', verdict.key);
+      const headers = verdict.headers;
+      if (headers) for (const name in headers) c.header(name, headers[name]);
       await next();
     };
-  const anyKey = guard([]);
+  const anyKey = guard([], 1);
 
   return {
     routes,
     requireApiKey: (guardOptions = {}) => {
       const scopes = [...(guardOptions.scopes ?? [])];
-      return scopes.length === 0 ? anyKey : guard(scopes);
+      const cost = guardCost(guardOptions.cost);
+      return scopes.length === 0 && cost === 1 ? anyKey : guard(scopes, cost);
     },
   };
 }

@@ -3,6 +3,7 @@ import {
   KeyCollisionError,
   type KeyStore,
   type LastUsedUpdate,
+  type StoredCredits,
   type StoredKey,
 } from '@keyward/core';
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
@@ -61,15 +62,25 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     trx: Kysely<KeywardTables>,
     key: StoredKey,
     maxKeysPerOwner: number,
+    window: { start: number; used: number } = { start: 0, used: 0 },
   ): Promise<boolean> => {
+    const credits = creditColumns(key.credits);
     const result = await sql<{ id: string }>`
       insert into ${t} (id, owner_id, name, lookup, hash, key_prefix, key_suffix, created_at,
-        last_used_at, expires_at, scopes, metadata, created_by, leaked_at, leak_source)
+        last_used_at, expires_at, scopes, metadata, created_by, rate_limit, rate_window_sec,
+        window_start, window_used, credits_remaining, credits_refill_amount,
+        credits_refill_every, credits_strict, credits_reset_at, leaked_at,
+        leak_source)
       select ${key.id}::text, ${key.ownerId}::text, ${key.name}::text, ${key.lookup}::text,
         ${key.hash}::text, ${key.keyPrefix}::text, ${key.keySuffix}::text,
         ${timestamp(key.createdAt)}::timestamptz, ${key.lastUsedAt && timestamp(key.lastUsedAt)}::timestamptz,
         ${key.expiresAt && timestamp(key.expiresAt)}::timestamptz, ${key.scopes}::text[],
         ${JSON.stringify(key.metadata)}::json, ${key.createdBy}::text,
+        ${key.rateLimit?.limit ?? null}::int, ${key.rateLimit?.windowSec ?? null}::int,
+        ${window.start}::bigint, ${window.used}::int,
+        ${credits.credits_remaining}::int, ${credits.credits_refill_amount}::int,
+        ${credits.credits_refill_every}::text, ${credits.credits_strict}::boolean,
+        ${credits.credits_reset_at}::bigint,
         ${key.leakedAt && timestamp(key.leakedAt)}::timestamptz, ${key.leakSource}::text
       where (select count(*) from ${t} where owner_id = ${key.ownerId}::text) < ${maxKeysPerOwner}::int
       returning id`.execute(trx);
@@ -118,8 +129,13 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     },
 
     async update(ownerId, id, changes) {
-      const { name, metadata, expiresAt, leak } = changes;
+      const { name, metadata, expiresAt, rateLimit, credits, leak } = changes;
       const set = {
+        ...(rateLimit !== undefined && {
+          rate_limit: rateLimit?.limit ?? null,
+          rate_window_sec: rateLimit?.windowSec ?? null,
+        }),
+        ...(credits !== undefined && creditColumns(credits)),
         ...(name !== undefined && { name }),
         ...(metadata !== undefined && {
           metadata: sql<KeyRow['metadata']>`${JSON.stringify(metadata)}::json`,
@@ -195,19 +211,32 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
           await lockOwner(trx, ownerId);
           // FOR UPDATE: a concurrent delete of the old key (which takes no owner lock) waits
           // for this commit, so the row found here is still there to shorten below.
-          const { rows } = await sql<{ id: string }>`
-            select id from ${t}
+          const { rows } = await sql<KeyRow & { window_start: string; window_used: number }>`
+            select ${sql.join(KEY_COLUMNS.map((c) => sql.ref(c)))}, window_start, window_used
+            from ${t}
             where owner_id = ${ownerId}::text and id = ${id}::text
               and (expires_at is null or expires_at > ${timestamp(now)}::timestamptz)
             for update`.execute(trx);
-          if (rows.length === 0) return { ok: false, reason: 'not_found' };
-          if (!(await insertUnderCap(trx, next, maxKeysPerOwner))) {
+          const [old] = rows;
+          if (!old) return { ok: false, reason: 'not_found' };
+          // The balance moves to the new key, as the row holds it now (docs/design.md,
+          // "Changes, roll, revoke, expiry"); so does the current window's count.
+          const oldCredits = toStoredKey(old).credits;
+          const successor = { ...next, credits: oldCredits };
+          const window = { start: Number(old.window_start), used: old.window_used };
+          if (!(await insertUnderCap(trx, successor, maxKeysPerOwner, window))) {
             return { ok: false, reason: 'limit_reached' };
           }
           const previous = await trx
             .updateTable(table)
             .set({
               expires_at: sql<Date>`least(expires_at, ${timestamp(previousExpiresAt)}::timestamptz)`,
+              ...(oldCredits && {
+                credits_remaining: 0,
+                credits_refill_amount: null,
+                credits_refill_every: null,
+                credits_reset_at: now.getTime(),
+              }),
             })
             .where('owner_id', '=', ownerId)
             .where('id', '=', id)
@@ -241,6 +270,73 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
         where k.id = v.id and (k.last_used_at is null or k.last_used_at < v.at)`.execute(q);
     },
 
+    async claimWindow(ownerId, id, { windowStart, limit, want, atLeast }) {
+      // One statement: the row is locked (FOR UPDATE) from the read of its count to the
+      // write of the new one, so concurrent claims queue and none hands out more than is left.
+      const { rows } = await sql<{ granted: number; remaining: number }>`
+        with cur as (
+          select id, case when window_start < ${windowStart}::bigint then 0 else window_used end as used
+          from ${t} where owner_id = ${ownerId}::text and id = ${id}::text
+            and window_start <= ${windowStart}::bigint
+          for update
+        ), g as (
+          select id, used, ${grantSql(sql`greatest(0, ${limit}::int - used)`, want, atLeast)} as granted
+          from cur
+        )
+        update ${t} as k set window_start = ${windowStart}::bigint, window_used = g.used + g.granted
+        from g where k.id = g.id
+        returning g.granted::int as granted,
+          greatest(0, ${limit}::int - g.used - g.granted)::int as remaining`.execute(q);
+      const [row] = rows;
+      return row
+        ? { granted: row.granted, remaining: row.remaining }
+        : { granted: 0, remaining: 0 };
+    },
+
+    async returnWindow(ownerId, id, windowStart, amount) {
+      await sql`
+        update ${t} set window_used = greatest(0, window_used - ${amount}::int)
+        where owner_id = ${ownerId}::text and id = ${id}::text
+          and window_start = ${windowStart}::bigint`.execute(q);
+    },
+
+    async claimCredits(ownerId, id, { want, atLeast, periodStart }) {
+      const { rows } = await sql<{ granted: number; remaining: number; reset_at: string }>`
+        with cur as (
+          -- Every value read here, from the locked row: after waiting on a concurrent
+          -- claim, FOR UPDATE yields its newest version, where a second read of the table
+          -- would see the statement's older snapshot.
+          select id, credits_remaining, credits_refill_amount, credits_reset_at,
+            (credits_refill_amount is not null and ${periodStart}::bigint is not null
+              and credits_reset_at < ${periodStart}::bigint) as refill
+          from ${t}
+          where owner_id = ${ownerId}::text and id = ${id}::text and credits_remaining is not null
+          for update
+        ), bal as (
+          select id,
+            case when refill then credits_refill_amount else credits_remaining end as balance,
+            case when refill then ${periodStart}::bigint else credits_reset_at end as reset_at
+          from cur
+        ), g as (
+          select id, balance, reset_at, ${grantSql(sql`balance`, want, atLeast)} as granted from bal
+        )
+        update ${t} as k set credits_remaining = g.balance - g.granted, credits_reset_at = g.reset_at
+        from g where k.id = g.id
+        returning g.granted::int as granted, (g.balance - g.granted)::int as remaining,
+          g.reset_at`.execute(q);
+      const [row] = rows;
+      return row
+        ? { granted: row.granted, remaining: row.remaining, resetAt: Number(row.reset_at) }
+        : null;
+    },
+
+    async returnCredits(ownerId, id, amount, resetAt) {
+      await sql`
+        update ${t} set credits_remaining = credits_remaining + ${amount}::int
+        where owner_id = ${ownerId}::text and id = ${id}::text and credits_remaining is not null
+          and credits_reset_at = ${resetAt}::bigint`.execute(q);
+    },
+
     /** Reads no row but names every column, so a missing table or column fails here. */
     async check() {
       await q.selectFrom(table).select(KEY_COLUMNS).limit(0).execute();
@@ -261,6 +357,12 @@ export function kyselyStore(db: AnyKysely, options: KyselyStoreOptions = {}): Ke
     deleteTree: (ownerId, id) => store.deleteTree(ownerId, id).catch(explain),
     roll: (ownerId, id, next, options) => store.roll(ownerId, id, next, options).catch(explain),
     recordLastUsed: (updates) => store.recordLastUsed(updates).catch(explain),
+    claimWindow: (ownerId, id, claim) => store.claimWindow(ownerId, id, claim).catch(explain),
+    returnWindow: (ownerId, id, windowStart, amount) =>
+      store.returnWindow(ownerId, id, windowStart, amount).catch(explain),
+    claimCredits: (ownerId, id, claim) => store.claimCredits(ownerId, id, claim).catch(explain),
+    returnCredits: (ownerId, id, amount, resetAt) =>
+      store.returnCredits(ownerId, id, amount, resetAt).catch(explain),
     check: () => store.check().catch(explain),
   };
 }
@@ -281,9 +383,43 @@ function toStoredKey(row: KeyRow): StoredKey {
     // A host whose driver is told to leave json as text still gets an object.
     metadata: typeof row.metadata === 'string' ? JSON.parse(row.metadata) : row.metadata,
     createdBy: row.created_by,
+    rateLimit:
+      row.rate_limit === null || row.rate_window_sec === null
+        ? null
+        : { limit: row.rate_limit, windowSec: row.rate_window_sec },
+    credits:
+      row.credits_remaining === null
+        ? null
+        : {
+            remaining: row.credits_remaining,
+            refill:
+              row.credits_refill_amount === null || row.credits_refill_every === null
+                ? null
+                : { amount: row.credits_refill_amount, every: row.credits_refill_every },
+            strict: row.credits_strict,
+            resetAt: Number(row.credits_reset_at ?? 0),
+          },
     leakedAt: row.leaked_at === null ? null : toDate(row.leaked_at),
     leakSource: row.leak_source,
   };
+}
+
+/** The credit columns for `credits`, all null (and not strict) for none. */
+function creditColumns(credits: StoredCredits | null) {
+  return {
+    credits_remaining: credits?.remaining ?? null,
+    credits_refill_amount: credits?.refill?.amount ?? null,
+    credits_refill_every: credits?.refill?.every ?? null,
+    credits_strict: credits?.strict ?? false,
+    credits_reset_at: credits?.resetAt ?? null,
+  };
+}
+
+/** `leaseGrant` (in @keyward/core) in SQL, on `left` units left. */
+function grantSql(left: ReturnType<typeof sql>, want: number, atLeast: number) {
+  return sql`(case when ${left} < ${atLeast}::int or ${left} <= 0 then 0
+    else least(${left}, greatest(${atLeast}::int, least(${want}::int, ceil((${left})::numeric / 4)::int)))
+    end)`;
 }
 
 /** Both pg and PGlite return timestamptz as a Date; a host that told its driver to return

@@ -69,6 +69,26 @@ async function addLifecycleColumns(db: AnyKysely, names: TableNames): Promise<vo
 }
 
 /**
+ * Adds the rate-limit and credit columns unless they exist (docs/design.md, "Rate limits and
+ * credits"). The window's count and the balance live on the key's own row, so a claim is one
+ * `UPDATE … RETURNING` and deleting the key deletes them. Earlier rows read as a key with no
+ * limit and no credits.
+ */
+async function addRateLimitColumns(db: AnyKysely, names: TableNames): Promise<void> {
+  await sql`
+    alter table ${sql.table(names.table)}
+      add column if not exists rate_limit integer,
+      add column if not exists rate_window_sec integer,
+      add column if not exists window_start bigint not null default 0,
+      add column if not exists window_used integer not null default 0,
+      add column if not exists credits_remaining integer,
+      add column if not exists credits_refill_amount integer,
+      add column if not exists credits_refill_every text,
+      add column if not exists credits_strict boolean not null default false,
+      add column if not exists credits_reset_at bigint`.execute(db);
+}
+
+/**
  * Adds the leak columns unless they exist: when a leak of the key was confirmed (and it was
  * quarantined), and who reported it. Rows written before read as never reported; both
  * columns are nullable with no default, so Postgres rewrites nothing.
@@ -110,6 +130,7 @@ export async function migrate(db: AnyKysely, options: TableOptions = {}): Promis
     );
     await createKeyTable(trx, names);
     await addLifecycleColumns(trx, names);
+    await addRateLimitColumns(trx, names);
     await addLeakColumns(trx, names);
     // Its own lock: stores with different tables may share one log.
     await sql`select pg_advisory_xact_lock(hashtext('keyward:migrate'), hashtext(${names.logTable}))`.execute(
@@ -162,7 +183,22 @@ export function keywardMigrationProvider(options: TableOptions = {}): KeywardMig
       up: (db) => createLogTable(db.withoutPlugins(), names),
       down: (db) => db.withoutPlugins().schema.dropTable(names.logTable).ifExists().execute(),
     },
-    // 0004 is the rate limits' (leases).
+    [`keyward_0004_rate_limits_${names.table}`]: {
+      up: (db) => addRateLimitColumns(db.withoutPlugins(), names),
+      down: async (db) => {
+        await sql`
+          alter table ${sql.table(names.table)}
+            drop column if exists rate_limit,
+            drop column if exists rate_window_sec,
+            drop column if exists window_start,
+            drop column if exists window_used,
+            drop column if exists credits_remaining,
+            drop column if exists credits_refill_amount,
+            drop column if exists credits_refill_every,
+            drop column if exists credits_strict,
+            drop column if exists credits_reset_at`.execute(db.withoutPlugins());
+      },
+    },
     [`keyward_0005_leaks_${names.table}`]: {
       up: (db) => addLeakColumns(db.withoutPlugins(), names),
       down: async (db) => {

@@ -75,6 +75,14 @@ export interface KeyRow {
   /** A `json` column: the drivers parse it, with the host's key order kept. */
   metadata: StoredKey['metadata'];
   created_by: string | null;
+  rate_limit: number | null;
+  rate_window_sec: number | null;
+  credits_remaining: number | null;
+  credits_refill_amount: number | null;
+  credits_refill_every: 'day' | 'month' | null;
+  credits_strict: boolean;
+  /** bigint: epoch ms; the drivers return it as text. */
+  credits_reset_at: string | number | null;
   leaked_at: Date | null;
   leak_source: string | null;
 }
@@ -96,6 +104,13 @@ export const KEY_COLUMNS = [
   'scopes',
   'metadata',
   'created_by',
+  'rate_limit',
+  'rate_window_sec',
+  'credits_remaining',
+  'credits_refill_amount',
+  'credits_refill_every',
+  'credits_strict',
+  'credits_reset_at',
   'leaked_at',
   'leak_source',
 ] as const satisfies readonly (keyof KeyRow)[];

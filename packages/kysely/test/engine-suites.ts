@@ -61,6 +61,17 @@ const V1_COLUMNS = [
   'last_used_at',
 ];
 const LIFECYCLE_COLUMNS = ['expires_at', 'scopes', 'metadata', 'created_by'];
+const RATE_LIMIT_COLUMNS = [
+  'rate_limit',
+  'rate_window_sec',
+  'window_start',
+  'window_used',
+  'credits_remaining',
+  'credits_refill_amount',
+  'credits_refill_every',
+  'credits_strict',
+  'credits_reset_at',
+];
 
 async function columnsOf(db: AnyKysely, table: string): Promise<string[]> {
   const { rows } = await sql<{ column_name: string }>`
@@ -125,6 +136,15 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         scopes: ['ARRAY', 'NO', null],
         metadata: ['json', 'NO', null],
         created_by: ['text', 'YES', 'C'],
+        rate_limit: ['integer', 'YES', null],
+        rate_window_sec: ['integer', 'YES', null],
+        window_start: ['bigint', 'NO', null],
+        window_used: ['integer', 'NO', null],
+        credits_remaining: ['integer', 'YES', null],
+        credits_refill_amount: ['integer', 'YES', null],
+        credits_refill_every: ['text', 'YES', null],
+        credits_strict: ['boolean', 'NO', null],
+        credits_reset_at: ['bigint', 'YES', null],
         leaked_at: ['timestamp with time zone', 'YES', null],
         leak_source: ['text', 'YES', null],
       });
@@ -191,6 +211,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         [`keyward_0001_create_${fresh}`, 'Success'],
         [`keyward_0002_lifecycle_${fresh}`, 'Success'],
         [`keyward_0003_invalidation_log_${fresh}`, 'Success'],
+        [`keyward_0004_rate_limits_${fresh}`, 'Success'],
         [`keyward_0005_leaks_${fresh}`, 'Success'],
       ]);
       const key = await makeStoredKey({ leakedAt: new Date(), leakSource: 'github' });
@@ -198,6 +219,13 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
       expect((await migrator.migrateToLatest()).results).toEqual([]);
       const leaksDown = await migrator.migrateDown();
       expect(leaksDown.error).toBeUndefined();
+      expect(await columnsOf(engine.db(), fresh)).toEqual([
+        ...V1_COLUMNS,
+        ...LIFECYCLE_COLUMNS,
+        ...RATE_LIMIT_COLUMNS,
+      ]);
+      const limitsDown = await migrator.migrateDown();
+      expect(limitsDown.error).toBeUndefined();
       expect(await columnsOf(engine.db(), fresh)).toEqual([...V1_COLUMNS, ...LIFECYCLE_COLUMNS]);
       const logDown = await migrator.migrateDown();
       expect(logDown.error).toBeUndefined();
@@ -248,6 +276,8 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
           scopes: ['*'],
           metadata: {},
           createdBy: null,
+          rateLimit: null,
+          credits: null,
         });
         expect(await upgraded.findByLookup(key.lookup)).toEqual(key);
         expect(await upgraded.listByOwner(key.ownerId)).toEqual([key]);
@@ -259,6 +289,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         expect(await columnsOf(engine.db(), fresh)).toEqual([
           ...V1_COLUMNS,
           ...LIFECYCLE_COLUMNS,
+          ...RATE_LIMIT_COLUMNS,
           'leaked_at',
           'leak_source',
         ]);
@@ -286,6 +317,7 @@ export function describeKyselyStore(name: string, engine: EngineOptions): void {
         expect(up.results?.map((r) => [r.migrationName, r.status])).toEqual([
           [`keyward_0002_lifecycle_${fresh}`, 'Success'],
           [`keyward_0003_invalidation_log_${fresh}`, 'Success'],
+          [`keyward_0004_rate_limits_${fresh}`, 'Success'],
           [`keyward_0005_leaks_${fresh}`, 'Success'],
         ]);
         await expectV1KeyReadsAsV2(fresh, key);

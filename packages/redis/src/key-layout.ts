@@ -14,6 +14,13 @@
  * existed lacks them and reads as never expiring, scopes `["*"]`, metadata `{}`, no creator.
  * The leak mark: `leakedAt` (ms) and `leakSource`, both absent until a leak is confirmed.
  *
+ * Rate limits and credits (docs/design.md, "Rate limits and credits") are fields of the same
+ * hash, so a lease claim is one script on the record's own slot, and deleting the record
+ * deletes its counts: `rateLimit` (JSON), `creditsRemaining`, `creditsRefillAmount`,
+ * `creditsRefillEvery`, `creditsStrict` ('1'/'0'), `creditsResetAt` (ms), and the lease
+ * counters `windowStart` (ms) and `windowUsed`. A record without them has no limit and no
+ * credits.
+ *
  * Everything scoped to an owner (the cap, list, update, delete, deleteTree, the record
  * writes of roll, lastUsedAt) lives under the owner's hash tag, so one Lua script on one
  * slot does it atomically, on a Cluster too. Find-by-lookup has no owner, and ids are unique across owners (the id entry also lets a

@@ -5,6 +5,7 @@ import {
   KeyCollisionError,
   type KeyStore,
   type LastUsedUpdate,
+  type StoredCredits,
   type StoredKey,
   StoreMisconfiguredError,
 } from '@keyward/core';
@@ -17,7 +18,9 @@ import {
   RECORD_INFIX,
 } from './key-layout.js';
 import {
+  claimCreditsScript,
   claimEntry,
+  claimWindowScript,
   commitEntry,
   deleteRecord,
   deleteTreeRecords,
@@ -27,6 +30,8 @@ import {
   lastUsedResolve,
   releaseEntry,
   restoreExpiry,
+  returnCreditsScript,
+  returnWindowScript,
   rollRecord,
   runScript,
   runScripts,
@@ -270,7 +275,7 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
   }
 
   async function update(ownerId: string, id: string, changes: KeyChanges) {
-    const { name, metadata, expiresAt, leak } = changes;
+    const { name, metadata, expiresAt, rateLimit, credits, leak } = changes;
     const reply = await runScript(
       client,
       updateRecord,
@@ -281,6 +286,10 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
         metadata === undefined ? '0' : '1',
         metadata === undefined ? '' : JSON.stringify(metadata),
         expiresAt === undefined ? '' : ms(expiresAt),
+        rateLimit === undefined ? '0' : '1',
+        rateLimit ? JSON.stringify(rateLimit) : '',
+        credits === undefined ? '0' : '1',
+        ...creditFields(credits ?? null),
         leak === undefined ? '' : ms(leak.at),
         leak?.source ?? '',
       ],
@@ -398,6 +407,49 @@ export function redisStore(client: Redis | Cluster, options: RedisStoreOptions =
     roll,
     recordLastUsed,
 
+    async claimWindow(ownerId, id, { windowStart, limit, want, atLeast }) {
+      const reply = (await runScript(
+        client,
+        claimWindowScript,
+        [recordKey(ownerId, id)],
+        [String(windowStart), limit, want, atLeast],
+      )) as [number, number];
+      return { granted: Number(reply[0]), remaining: Number(reply[1]) };
+    },
+
+    async returnWindow(ownerId, id, windowStart, amount) {
+      await runScript(
+        client,
+        returnWindowScript,
+        [recordKey(ownerId, id)],
+        [String(windowStart), amount],
+      );
+    },
+
+    async claimCredits(ownerId, id, { want, atLeast, periodStart }) {
+      const reply = await runScript(
+        client,
+        claimCreditsScript,
+        [recordKey(ownerId, id)],
+        [periodStart === null ? '' : String(periodStart), want, atLeast],
+      );
+      if (!Array.isArray(reply)) return null;
+      return {
+        granted: Number(reply[0]),
+        remaining: Number(reply[1]),
+        resetAt: Number(reply[2]),
+      };
+    },
+
+    async returnCredits(ownerId, id, amount, resetAt) {
+      await runScript(
+        client,
+        returnCreditsScript,
+        [recordKey(ownerId, id)],
+        [amount, String(resetAt)],
+      );
+    },
+
     /**
      * PING, then what a wrong client would break: a `Redis` client on a server in cluster
      * mode would run the single-server lastUsedAt script, whose keys span slots.
@@ -470,10 +522,50 @@ function recordFields(key: StoredKey): string[] {
   ];
   // Absent, not an empty string, for a key never used: HGET then answers nil.
   if (key.lastUsedAt) fields.push('lastUsedAt', String(ms(key.lastUsedAt)));
+  if (key.rateLimit) fields.push('rateLimit', JSON.stringify(key.rateLimit));
+  if (key.credits) {
+    const names = [
+      'creditsRemaining',
+      'creditsRefillAmount',
+      'creditsRefillEvery',
+      'creditsStrict',
+      'creditsResetAt',
+    ];
+    for (const [i, value] of creditFields(key.credits).entries()) {
+      fields.push(names[i] as string, value);
+    }
+  }
   // Absent for a key never reported leaked, as on a record written before the mark existed.
   if (key.leakedAt)
     fields.push('leakedAt', String(ms(key.leakedAt)), 'leakSource', key.leakSource ?? '');
   return fields;
+}
+
+/** Remaining, refill amount, refill period, strict, resetAt: as the hash holds them ('' for
+ * none; remaining '' for no credits at all). */
+function creditFields(credits: StoredCredits | null): string[] {
+  if (!credits) return ['', '', '', '', ''];
+  return [
+    String(credits.remaining),
+    credits.refill ? String(credits.refill.amount) : '',
+    credits.refill?.every ?? '',
+    credits.strict ? '1' : '0',
+    String(credits.resetAt),
+  ];
+}
+
+function toCredits(fields: Record<string, string>): StoredCredits | null {
+  const { creditsRemaining, creditsRefillAmount, creditsRefillEvery } = fields;
+  if (creditsRemaining === undefined || creditsRemaining === '') return null;
+  return {
+    remaining: Number(creditsRemaining),
+    refill:
+      creditsRefillAmount && (creditsRefillEvery === 'day' || creditsRefillEvery === 'month')
+        ? { amount: Number(creditsRefillAmount), every: creditsRefillEvery }
+        : null,
+    strict: fields.creditsStrict === '1',
+    resetAt: Number(fields.creditsResetAt ?? 0),
+  };
 }
 
 function pairsToObject(pairs: unknown[]): Record<string, string> {
@@ -506,6 +598,9 @@ function toStoredKey(fields: Record<string, string>): StoredKey {
     scopes: scopes === undefined ? ['*'] : (JSON.parse(scopes) as string[]),
     metadata: metadata === undefined ? {} : (JSON.parse(metadata) as StoredKey['metadata']),
     createdBy: createdBy ? createdBy : null,
+    // Absent in a record written before limits existed: no limit, no credits.
+    rateLimit: fields.rateLimit ? (JSON.parse(fields.rateLimit) as StoredKey['rateLimit']) : null,
+    credits: toCredits(fields),
     leakedAt: leakedAt ? new Date(Number(leakedAt)) : null,
     leakSource: leakedAt ? (leakSource ?? '') : null,
   };

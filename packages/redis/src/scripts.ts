@@ -65,18 +65,102 @@ end
 `;
 
 /** KEYS: record. ARGV: '1' to set the name or '0', name, '1' to set the metadata or '0',
- * metadata JSON, expiry ms to keep the earlier of ('' to leave it), leak mark ms ('' to
- * leave it) and its source. A record already marked keeps its first mark. Returns the
- * updated record as HGETALL pairs, or nil when there is no such record. */
+ * metadata JSON, expiry ms to keep the earlier of ('' to leave it), '1' to set the rate
+ * limit or '0', its JSON ('' removes it), '1' to set the credits or '0', then remaining,
+ * refill amount, refill period, strict ('1'/'0') and resetAt ms (remaining '' removes them),
+ * then the leak mark ms ('' to leave it) and its source: a record already marked keeps its
+ * first mark. Returns the updated record as HGETALL pairs, or nil when there is no such
+ * record. */
 export const updateRecord = defineScript(`${lowerExpiry}
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'name', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'metadata', ARGV[4]) end
 if ARGV[5] ~= '' then lowerExpiry(KEYS[1], ARGV[5]) end
-if ARGV[6] and ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[1], 'leakedAt') == 0 then
-  redis.call('HSET', KEYS[1], 'leakedAt', ARGV[6], 'leakSource', ARGV[7])
+if ARGV[6] == '1' then
+  if ARGV[7] == '' then redis.call('HDEL', KEYS[1], 'rateLimit')
+  else redis.call('HSET', KEYS[1], 'rateLimit', ARGV[7]) end
+end
+if ARGV[8] == '1' then
+  if ARGV[9] == '' then
+    redis.call('HDEL', KEYS[1], 'creditsRemaining', 'creditsRefillAmount', 'creditsRefillEvery',
+      'creditsStrict', 'creditsResetAt')
+  else
+    redis.call('HSET', KEYS[1], 'creditsRemaining', ARGV[9], 'creditsRefillAmount', ARGV[10],
+      'creditsRefillEvery', ARGV[11], 'creditsStrict', ARGV[12], 'creditsResetAt', ARGV[13])
+  end
+end
+if ARGV[14] and ARGV[14] ~= '' and redis.call('HEXISTS', KEYS[1], 'leakedAt') == 0 then
+  redis.call('HSET', KEYS[1], 'leakedAt', ARGV[14], 'leakSource', ARGV[15])
 end
 return redis.call('HGETALL', KEYS[1])
+`);
+
+/**
+ * `leaseGrant` of @keyward/core: what a claim grants from `left`. Every value is a small
+ * integer, exact as a Lua double.
+ */
+const leaseGrant = `
+local function leaseGrant(left, want, atLeast)
+  if left < atLeast or left <= 0 then return 0 end
+  return math.min(left, math.max(atLeast, math.min(want, math.ceil(left / 4))))
+end
+`;
+
+/**
+ * KEYS: record. ARGV: window start ms, limit, want, atLeast. The count lives in the
+ * record's own hash (`windowStart`, `windowUsed`), in its slot, and goes with it. Returns
+ * { granted, remaining }; {0, 0} for no record or a claim of an older window. A run
+ * re-sent after a reconnect grants again: units lost to the caller (an undershoot), never
+ * more than the limit.
+ */
+export const claimWindowScript = defineScript(`${leaseGrant}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local f = redis.call('HMGET', KEYS[1], 'windowStart', 'windowUsed')
+local stored = tonumber(f[1] or '0')
+local start = tonumber(ARGV[1])
+if stored > start then return {0, 0} end
+local used = 0
+if stored == start then used = tonumber(f[2] or '0') end
+local left = math.max(0, tonumber(ARGV[2]) - used)
+local granted = leaseGrant(left, tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], 'windowStart', ARGV[1], 'windowUsed', used + granted)
+return {granted, left - granted}
+`);
+
+/** KEYS: record. ARGV: window start ms, amount. Gives unspent units back to that window,
+ * if the record still counts it. */
+export const returnWindowScript = defineScript(`
+local f = redis.call('HMGET', KEYS[1], 'windowStart', 'windowUsed')
+if f[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'windowUsed', math.max(0, tonumber(f[2] or '0') - tonumber(ARGV[2])))
+return 0
+`);
+
+/**
+ * KEYS: record. ARGV: start of the current refill period ms ('' for none), want, atLeast.
+ * Refills the balance first when it was set before that period. Returns { granted,
+ * remaining, resetAt }, or nil when the record is gone or has no credits.
+ */
+export const claimCreditsScript = defineScript(`${leaseGrant}
+local f = redis.call('HMGET', KEYS[1], 'creditsRemaining', 'creditsResetAt', 'creditsRefillAmount')
+if not f[1] or f[1] == '' then return false end
+local balance = tonumber(f[1])
+local resetAt = f[2] or '0'
+if f[3] and f[3] ~= '' and ARGV[1] ~= '' and tonumber(resetAt) < tonumber(ARGV[1]) then
+  balance = tonumber(f[3])
+  resetAt = ARGV[1]
+end
+local granted = leaseGrant(balance, tonumber(ARGV[2]), tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'creditsRemaining', balance - granted, 'creditsResetAt', resetAt)
+return {granted, balance - granted, resetAt}
+`);
+
+/** KEYS: record. ARGV: amount, resetAt ms of the balance it came from. */
+export const returnCreditsScript = defineScript(`
+local f = redis.call('HMGET', KEYS[1], 'creditsRemaining', 'creditsResetAt')
+if not f[1] or f[1] == '' or f[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'creditsRemaining', tonumber(f[1]) + tonumber(ARGV[1]))
+return 0
 `);
 
 /**
@@ -112,6 +196,17 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 'limit' end
 redis.call('HSET', KEYS[2], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 lowerExpiry(KEYS[3], ARGV[6])
+-- The balance moves to the new key and the window's count is copied (docs/design.md,
+-- "Changes, roll, revoke, expiry").
+local moved = redis.call('HMGET', KEYS[3], 'creditsRemaining', 'creditsResetAt',
+  'creditsRefillAmount', 'creditsRefillEvery', 'windowStart', 'windowUsed')
+if moved[1] and moved[1] ~= '' then
+  redis.call('HSET', KEYS[2], 'creditsRemaining', moved[1], 'creditsResetAt', moved[2],
+    'creditsRefillAmount', moved[3] or '', 'creditsRefillEvery', moved[4] or '')
+  redis.call('HSET', KEYS[3], 'creditsRemaining', '0', 'creditsResetAt', ARGV[5],
+    'creditsRefillAmount', '', 'creditsRefillEvery', '')
+end
+if moved[5] then redis.call('HSET', KEYS[2], 'windowStart', moved[5], 'windowUsed', moved[6] or '0') end
 local old = redis.call('HGETALL', KEYS[3])
 table.insert(old, 1, before)
 return old

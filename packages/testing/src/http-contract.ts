@@ -417,6 +417,8 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
             'expiresAt',
             'scopes',
             'metadata',
+            'rateLimit',
+            'credits',
             'leakedAt',
             'leakSource',
           ].sort(),

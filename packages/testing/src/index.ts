@@ -23,6 +23,7 @@ export {
   describeInsertAndFind,
   describeLastUsed,
   describeLeakMark,
+  describeLeases,
   describeLifecycle,
   describeListOrder,
   describeOwnerScope,

@@ -11,6 +11,8 @@ export const KEY_FIELDS = [
   'scopes',
   'metadata',
   'createdBy',
+  'rateLimit',
+  'credits',
   'leakedAt',
   'leakSource',
 ];

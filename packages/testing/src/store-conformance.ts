@@ -34,6 +34,8 @@ export async function makeStoredKey(overrides: Partial<StoredKey> = {}): Promise
     scopes: ['*'],
     metadata: {},
     createdBy: null,
+    rateLimit: null,
+    credits: null,
     leakedAt: null,
     leakSource: null,
     ...overrides,
@@ -69,6 +71,7 @@ export function describeStoreConformance(name: string, options: StoreConformance
     describeCap(ctx, options);
     describeLastUsed(ctx);
     describeLifecycle(ctx);
+    describeLeases(ctx, options);
     describeLeakMark(ctx);
     describeReadiness(ctx);
     if (options.dumpContents) describeSecretHygiene(ctx, options.dumpContents);
@@ -566,6 +569,339 @@ export function describeLifecycle(ctx: SuiteContext): void {
       );
       expect(results.filter((r) => r.ok)).toHaveLength(3);
       expect(await ctx.store.listByOwner(old.ownerId)).toHaveLength(4);
+    });
+  });
+}
+
+/** A window start far from any other test's, so suites sharing a store never meet. */
+function someWindow(): number {
+  return Math.floor(Date.now() / 10_000) * 10_000;
+}
+
+/** The lease contract (docs/design.md, "Leases"): atomic claims that never hand out more
+ * than the allowance, returns, refills, and what roll and delete do to them. */
+export function describeLeases(
+  ctx: SuiteContext,
+  options: Pick<StoreConformanceOptions, 'createPeers'> = {},
+): void {
+  describe('leases', () => {
+    // One set of peers for the group: each holds connections of its own.
+    let peers: Promise<KeyStore[]> | undefined;
+    const peerStores = () => {
+      peers ??= options.createPeers ? options.createPeers(4) : Promise.resolve([ctx.store]);
+      return peers;
+    };
+    const limited = { rateLimit: { limit: 100, windowSec: 10 } };
+    const withCredits = (remaining: number, resetAt = 1000) => ({
+      credits: { remaining, refill: null, strict: false, resetAt },
+    });
+
+    it('limits and credits round-trip through insert, find, list and update', async () => {
+      const key = await makeStoredKey({
+        ...limited,
+        credits: {
+          remaining: 7,
+          refill: { amount: 50, every: 'month' },
+          strict: true,
+          resetAt: 1_700_000_000_123,
+        },
+      });
+      await ctx.store.insert(key, noCap);
+      expect(await ctx.store.findByLookup(key.lookup)).toEqual(key);
+      expect(await ctx.store.listByOwner(key.ownerId)).toEqual([key]);
+      const updated = await ctx.store.update(key.ownerId, key.id, {
+        rateLimit: null,
+        credits: { remaining: 3, refill: null, strict: false, resetAt: 5 },
+      });
+      expect(updated?.rateLimit).toBeNull();
+      expect(updated?.credits).toEqual({ remaining: 3, refill: null, strict: false, resetAt: 5 });
+      const cleared = await ctx.store.update(key.ownerId, key.id, { credits: null });
+      expect(cleared?.credits).toBeNull();
+      expect((await ctx.store.findByLookup(key.lookup))?.credits).toBeNull();
+    });
+
+    it('claimWindow grants by the lease formula and never more than the limit', async () => {
+      const key = await makeStoredKey(limited);
+      await ctx.store.insert(key, noCap);
+      const windowStart = someWindow();
+      const claim = { windowStart, limit: 100, want: 10, atLeast: 1 };
+      expect(await ctx.store.claimWindow(key.ownerId, key.id, claim)).toEqual({
+        granted: 10,
+        remaining: 90,
+      });
+      // A quarter of what is left, rounded up, once that is below `want`.
+      expect(await ctx.store.claimWindow(key.ownerId, key.id, { ...claim, want: 1000 })).toEqual({
+        granted: 23,
+        remaining: 67,
+      });
+      let total = 33;
+      for (;;) {
+        const { granted } = await ctx.store.claimWindow(key.ownerId, key.id, claim);
+        if (granted === 0) break;
+        total += granted;
+      }
+      expect(total).toBe(100);
+      // Asking for more than is left grants nothing.
+      await ctx.store.returnWindow(key.ownerId, key.id, windowStart, 2);
+      expect(await ctx.store.claimWindow(key.ownerId, key.id, { ...claim, atLeast: 3 })).toEqual({
+        granted: 0,
+        remaining: 2,
+      });
+      expect(await ctx.store.claimWindow(key.ownerId, key.id, { ...claim, atLeast: 2 })).toEqual({
+        granted: 2,
+        remaining: 0,
+      });
+    });
+
+    it('a new window starts from zero; an older one grants nothing; returns to it are ignored', async () => {
+      const key = await makeStoredKey(limited);
+      await ctx.store.insert(key, noCap);
+      const w1 = someWindow();
+      const w2 = w1 + 10_000;
+      await ctx.store.claimWindow(key.ownerId, key.id, {
+        windowStart: w1,
+        limit: 4,
+        want: 4,
+        atLeast: 4,
+      });
+      expect(
+        await ctx.store.claimWindow(key.ownerId, key.id, {
+          windowStart: w2,
+          limit: 4,
+          want: 4,
+          atLeast: 1,
+        }),
+      ).toEqual({ granted: 1, remaining: 3 });
+      expect(
+        await ctx.store.claimWindow(key.ownerId, key.id, {
+          windowStart: w1,
+          limit: 4,
+          want: 4,
+          atLeast: 1,
+        }),
+      ).toEqual({ granted: 0, remaining: 0 });
+      await ctx.store.returnWindow(key.ownerId, key.id, w1, 4);
+      expect(
+        await ctx.store.claimWindow(key.ownerId, key.id, {
+          windowStart: w2,
+          limit: 4,
+          want: 4,
+          atLeast: 3,
+        }),
+      ).toEqual({ granted: 3, remaining: 0 });
+    });
+
+    it('concurrent claims from several connections never hand out more than the limit', async () => {
+      const key = await makeStoredKey(limited);
+      await ctx.store.insert(key, noCap);
+      const stores = await peerStores();
+      const windowStart = someWindow();
+      const grants = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          (stores[i % stores.length] as KeyStore).claimWindow(key.ownerId, key.id, {
+            windowStart,
+            limit: 100,
+            want: 7,
+            atLeast: 1,
+          }),
+        ),
+      );
+      const total = grants.reduce((sum, g) => sum + g.granted, 0);
+      expect(total).toBe(100);
+    });
+
+    it("another owner's key grants nothing and its counts stay as they are", async () => {
+      const key = await makeStoredKey({ ...limited, ...withCredits(5) });
+      await ctx.store.insert(key, noCap);
+      const windowStart = someWindow();
+      const other = `owner_${randomUUID()}`;
+      expect(
+        await ctx.store.claimWindow(other, key.id, { windowStart, limit: 5, want: 5, atLeast: 1 }),
+      ).toEqual({ granted: 0, remaining: 0 });
+      expect(
+        await ctx.store.claimCredits(other, key.id, { want: 5, atLeast: 1, periodStart: null }),
+      ).toBeNull();
+      await ctx.store.returnCredits(other, key.id, 100, 1000);
+      expect((await ctx.store.findByLookup(key.lookup))?.credits?.remaining).toBe(5);
+      expect(
+        await ctx.store.claimWindow(key.ownerId, key.id, {
+          windowStart,
+          limit: 5,
+          want: 5,
+          atLeast: 5,
+        }),
+      ).toEqual({ granted: 5, remaining: 0 });
+    });
+
+    it('an unknown key grants nothing and keeps nothing', async () => {
+      const id = generateKeyId();
+      const windowStart = someWindow();
+      expect(
+        await ctx.store.claimWindow('owner_nobody', id, {
+          windowStart,
+          limit: 5,
+          want: 5,
+          atLeast: 1,
+        }),
+      ).toEqual({ granted: 0, remaining: 0 });
+      expect(
+        await ctx.store.claimCredits('owner_nobody', id, {
+          want: 1,
+          atLeast: 1,
+          periodStart: null,
+        }),
+      ).toBeNull();
+      await ctx.store.returnWindow('owner_nobody', id, windowStart, 3);
+      await ctx.store.returnCredits('owner_nobody', id, 3, 0);
+    });
+
+    it('claimCredits never takes the balance below zero, even concurrently', async () => {
+      const key = await makeStoredKey(withCredits(50));
+      await ctx.store.insert(key, noCap);
+      const stores = await peerStores();
+      const grants = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          (stores[i % stores.length] as KeyStore).claimCredits(key.ownerId, key.id, {
+            want: 3,
+            atLeast: 3,
+            periodStart: null,
+          }),
+        ),
+      );
+      const taken = grants.reduce((sum, g) => sum + (g?.granted ?? 0), 0);
+      expect(taken).toBe(48);
+      expect((await ctx.store.findByLookup(key.lookup))?.credits?.remaining).toBe(2);
+      expect(
+        await ctx.store.claimCredits(key.ownerId, key.id, {
+          want: 3,
+          atLeast: 3,
+          periodStart: null,
+        }),
+      ).toEqual({
+        granted: 0,
+        remaining: 2,
+        resetAt: 1000,
+      });
+    });
+
+    it('a return counts only toward the balance it came from', async () => {
+      const key = await makeStoredKey(withCredits(10));
+      await ctx.store.insert(key, noCap);
+      const grant = await ctx.store.claimCredits(key.ownerId, key.id, {
+        want: 6,
+        atLeast: 1,
+        periodStart: null,
+      });
+      expect(grant).toEqual({ granted: 3, remaining: 7, resetAt: 1000 });
+      await ctx.store.returnCredits(key.ownerId, key.id, 3, 1000);
+      expect((await ctx.store.findByLookup(key.lookup))?.credits?.remaining).toBe(10);
+      await ctx.store.claimCredits(key.ownerId, key.id, { want: 2, atLeast: 2, periodStart: null });
+      await ctx.store.update(key.ownerId, key.id, {
+        credits: { remaining: 5, refill: null, strict: false, resetAt: 2000 },
+      });
+      await ctx.store.returnCredits(key.ownerId, key.id, 2, 1000);
+      expect((await ctx.store.findByLookup(key.lookup))?.credits?.remaining).toBe(5);
+    });
+
+    it('a claim in a later refill period sets the balance to the refill amount first', async () => {
+      const key = await makeStoredKey({
+        credits: {
+          remaining: 1,
+          refill: { amount: 30, every: 'day' },
+          strict: false,
+          resetAt: 1000,
+        },
+      });
+      await ctx.store.insert(key, noCap);
+      // Same period: no refill.
+      expect(
+        await ctx.store.claimCredits(key.ownerId, key.id, {
+          want: 5,
+          atLeast: 1,
+          periodStart: 1000,
+        }),
+      ).toEqual({ granted: 1, remaining: 0, resetAt: 1000 });
+      expect(
+        await ctx.store.claimCredits(key.ownerId, key.id, {
+          want: 5,
+          atLeast: 1,
+          periodStart: 86_400_000,
+        }),
+      ).toEqual({ granted: 5, remaining: 25, resetAt: 86_400_000 });
+      // The old period's lease comes back too late: ignored.
+      await ctx.store.returnCredits(key.ownerId, key.id, 1, 1000);
+      expect((await ctx.store.findByLookup(key.lookup))?.credits?.remaining).toBe(25);
+    });
+
+    it('roll moves the balance and the window count to the new key', async () => {
+      const old = await makeStoredKey({ ...limited, ...withCredits(40) });
+      await ctx.store.insert(old, noCap);
+      const windowStart = someWindow();
+      await ctx.store.claimWindow(old.ownerId, old.id, {
+        windowStart,
+        limit: 100,
+        want: 30,
+        atLeast: 30,
+      });
+      await ctx.store.claimCredits(old.ownerId, old.id, { want: 4, atLeast: 4, periodStart: null });
+      const next = await makeStoredKey({ ownerId: old.ownerId, ...limited, ...withCredits(40) });
+      const now = new Date();
+      const result = await ctx.store.roll(old.ownerId, old.id, next, {
+        previousExpiresAt: new Date(now.getTime() + 60_000),
+        now,
+        maxKeysPerOwner: 10,
+      });
+      expect(result.ok).toBe(true);
+      const after = await ctx.store.findByLookup(next.lookup);
+      expect(after?.credits).toEqual({ remaining: 36, refill: null, strict: false, resetAt: 1000 });
+      const before = await ctx.store.findByLookup(old.lookup);
+      expect(before?.credits).toEqual({
+        remaining: 0,
+        refill: null,
+        strict: false,
+        resetAt: now.getTime(),
+      });
+      // The old key's lease returned now is of a balance that moved: ignored.
+      await ctx.store.returnCredits(old.ownerId, old.id, 4, 1000);
+      expect((await ctx.store.findByLookup(old.lookup))?.credits?.remaining).toBe(0);
+      expect(
+        await ctx.store.claimWindow(next.ownerId, next.id, {
+          windowStart,
+          limit: 100,
+          want: 100,
+          atLeast: 70,
+        }),
+      ).toEqual({ granted: 70, remaining: 0 });
+    });
+
+    it('delete takes the counters with the key: a new key never inherits them', async () => {
+      const key = await makeStoredKey({ ...limited, ...withCredits(9) });
+      await ctx.store.insert(key, noCap);
+      const windowStart = someWindow();
+      await ctx.store.claimWindow(key.ownerId, key.id, {
+        windowStart,
+        limit: 10,
+        want: 10,
+        atLeast: 10,
+      });
+      await ctx.store.delete(key.ownerId, key.id);
+      expect(
+        await ctx.store.claimWindow(key.ownerId, key.id, {
+          windowStart,
+          limit: 10,
+          want: 10,
+          atLeast: 1,
+        }),
+      ).toEqual({ granted: 0, remaining: 0 });
+      await ctx.store.insert({ ...key, lookup: (await makeStoredKey()).lookup }, noCap);
+      expect(
+        await ctx.store.claimWindow(key.ownerId, key.id, {
+          windowStart,
+          limit: 10,
+          want: 10,
+          atLeast: 10,
+        }),
+      ).toEqual({ granted: 10, remaining: 0 });
     });
   });
 }

@@ -9,8 +9,8 @@ import { withService } from '../session.js';
 export const listHelp = `Usage: keyward list --owner <id> [--json]
 
 Lists an account's keys, newest first, expired ones too: id, name, the key masked (its first
-and last characters), scopes and dates, and for a key quarantined after a leak, when and
-who reported it. Never a secret.
+and last characters), scopes, dates, rate limit and credits, and for a key quarantined
+after a leak, when and who reported it. Never a secret.
 
   --owner <id>   the account
   --json         print the keys as a JSON array (as GET /keys answers) instead
@@ -39,7 +39,7 @@ export const list: Command = async (argv, io) => {
 
 function table(keys: ApiKey[], now: number): string {
   const rows = [
-    ['ID', 'NAME', 'KEY', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED'],
+    ['ID', 'NAME', 'KEY', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED', 'LIMIT', 'CREDITS'],
     ...keys.map((key) => [
       key.id,
       printable(key.name),
@@ -52,6 +52,10 @@ function table(keys: ApiKey[], now: number): string {
         // Quarantined after a confirmed leak: the expiry shown is the shortened one.
         (key.leakedAt === null ? '' : ` (leaked ${date(key.leakedAt)}, ${key.leakSource})`),
       key.lastUsedAt === null ? 'never' : date(key.lastUsedAt),
+      key.rateLimit ? `${key.rateLimit.limit}/${key.rateLimit.windowSec}s` : '-',
+      key.credits
+        ? `${key.credits.remaining}${key.credits.refill ? ` (${key.credits.refill.amount}/${key.credits.refill.every})` : ''}${key.credits.strict ? ' strict' : ''}`
+        : '-',
     ]),
   ];
   const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => width(row[column]))));

@@ -1,0 +1,392 @@
+import { LRUCache } from 'lru-cache';
+import { KeywardError } from './errors.js';
+import { refillPeriod } from './key-fields.js';
+import type { Credits, KeyStore, RateLimit } from './store.js';
+
+/** What the limiter reads of a verified key. */
+export interface LimitedKey {
+  readonly id: string;
+  readonly ownerId: string;
+  readonly rateLimit: Readonly<RateLimit> | null;
+  readonly credits: Readonly<Credits> | null;
+}
+
+/** The limiter's answer for one request: admitted, with the header fields to send, or
+ * refused with the error to answer (and the same header fields). */
+export type LimitVerdict =
+  | { ok: true; headers: Record<string, string> | undefined }
+  | { ok: false; error: KeywardError; headers: Record<string, string> | undefined };
+
+export interface LimiterDeps {
+  store: KeyStore;
+  /** A store call with the service's deadline and failure mapping; `onLateResult` gets the
+   * value of a call that answered after its deadline. */
+  callStore<T>(call: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T>;
+  nowMs(): number;
+  onError(error: unknown): void;
+  /** Keys holding leases on this instance, at most. */
+  maxKeys: number;
+  /** Drops a key from the verification cache (its record changed under us). */
+  invalidateKey(id: string): void;
+}
+
+/** Largest window lease (docs/design.md, "The bound across N instances"). */
+export const MAX_WINDOW_LEASE = 1000;
+/** A credit lease is this many times the request's cost. */
+export const CREDIT_LEASE_FACTOR = 20;
+/** How long an instance takes a credit balance found empty at its word before it asks the
+ * store again (another instance may have returned a lease, a host may have topped it up). */
+const CREDITS_RECHECK_MS = 1000;
+
+/** One key's leases on this instance. */
+class KeyLeases {
+  constructor(readonly ownerId: string) {}
+  /** Start of the window the lease is of (epoch ms); -1 before any. */
+  windowStart = -1;
+  /** Units of the window held here, unspent. */
+  windowLeft = 0;
+  /** What the store had left after the last claim. */
+  windowStoreLeft = 0;
+  /** The store granted nothing: refuse until the window ends. */
+  windowExhausted = false;
+  windowClaim: Promise<void> | null = null;
+
+  creditsLeft = 0;
+  /** The balance the lease came from (its `resetAt`). */
+  creditsResetAt = 0;
+  /** The next refill: past it, the lease is of an old balance and is dropped. */
+  creditsValidUntil = Number.POSITIVE_INFINITY;
+  creditsExhaustedUntil = 0;
+  creditsClaim: Promise<void> | null = null;
+
+  /** The `RateLimit-Policy` value, made once per limit rather than per request. */
+  policy = '';
+  policyOf: RateLimit | null = null;
+}
+
+export type Limiter = ReturnType<typeof createLimiter>;
+
+/**
+ * Per-key rate limits and credits, spent from leases claimed from the store
+ * (docs/design.md, "Rate limits and credits"). A request whose key's lease covers its cost
+ * is answered synchronously, with no store call and no promise.
+ */
+export function createLimiter(deps: LimiterDeps) {
+  const { store, callStore, nowMs, onError } = deps;
+  const returning = new Set<Promise<void>>();
+  const leases = new LRUCache<string, KeyLeases>({
+    max: deps.maxKeys,
+    // An evicted or forgotten key gives back what it holds.
+    dispose: (state, id) => giveBack(id, state),
+  });
+
+  function stateOf(key: LimitedKey): KeyLeases {
+    let state = leases.get(key.id);
+    if (!state) {
+      state = new KeyLeases(key.ownerId);
+      leases.set(key.id, state);
+    }
+    return state;
+  }
+
+  /** Admits or refuses one request of `cost` units: synchronously when the leases held
+   * here decide it, else after one claim per kind. A store failure rejects with
+   * `service_unavailable`. */
+  function check(key: LimitedKey, cost: number): LimitVerdict | Promise<LimitVerdict> {
+    const now = nowMs();
+    const state = stateOf(key);
+    const limit = key.rateLimit;
+    let tookWindow = false;
+    if (limit) {
+      moveToWindow(state, limit, now);
+      if (state.windowLeft >= cost) {
+        state.windowLeft -= cost;
+        tookWindow = true;
+      } else if (state.windowExhausted) {
+        return refusedByWindow(limit, state, now);
+      } else {
+        return checkSlowly(key, cost, state, false);
+      }
+    }
+    const credits = key.credits;
+    if (credits) {
+      if (credits.strict) return checkSlowly(key, cost, state, tookWindow);
+      dropOutdatedCredits(state, now);
+      if (state.creditsLeft >= cost) {
+        state.creditsLeft -= cost;
+      } else if (now < state.creditsExhaustedUntil) {
+        if (tookWindow) state.windowLeft += cost;
+        return refusedByCredits(credits, limit, state, now);
+      } else {
+        return checkSlowly(key, cost, state, tookWindow);
+      }
+    }
+    return { ok: true, headers: limit ? headersFor(limit, state, now) : undefined };
+  }
+
+  async function checkSlowly(
+    key: LimitedKey,
+    cost: number,
+    state: KeyLeases,
+    tookWindow: boolean,
+  ): Promise<LimitVerdict> {
+    const limit = key.rateLimit;
+    if (limit && !tookWindow && !(await takeWindow(key, limit, cost, state))) {
+      return refusedByWindow(limit, state, nowMs());
+    }
+    const credits = key.credits;
+    if (credits) {
+      let took: boolean;
+      try {
+        took = await takeCredits(key, credits, cost, state);
+      } catch (error) {
+        if (limit) putBackWindow(state, cost);
+        throw error;
+      }
+      if (!took) {
+        if (limit) putBackWindow(state, cost);
+        return refusedByCredits(credits, limit, state, nowMs());
+      }
+    }
+    const now = nowMs();
+    return { ok: true, headers: limit ? headersFor(limit, state, now) : undefined };
+  }
+
+  /** A request refused by its credits costs nothing: the window unit goes back to the
+   * lease it came from (if that window still holds, else it is moot). */
+  function putBackWindow(state: KeyLeases, cost: number): void {
+    state.windowLeft += cost;
+  }
+
+  function moveToWindow(state: KeyLeases, limit: RateLimit, now: number): void {
+    const size = limit.windowSec * 1000;
+    const start = now - (now % size);
+    if (state.windowStart === start) return;
+    // The old window's lease is moot: the store counts the new window from 0.
+    state.windowStart = start;
+    state.windowLeft = 0;
+    state.windowStoreLeft = limit.limit;
+    state.windowExhausted = false;
+  }
+
+  async function takeWindow(
+    key: LimitedKey,
+    limit: RateLimit,
+    cost: number,
+    state: KeyLeases,
+  ): Promise<boolean> {
+    const { id, ownerId } = key;
+    for (;;) {
+      // Forgotten (a bus event) while waiting: go on with the key's fresh leases.
+      if (leases.peek(id) !== state) state = stateOf(key);
+      moveToWindow(state, limit, nowMs());
+      if (state.windowLeft >= cost) {
+        state.windowLeft -= cost;
+        return true;
+      }
+      if (state.windowExhausted || cost > limit.limit) return false;
+      // The store had less than this request needs at its last answer: no use asking.
+      if (cost - state.windowLeft > state.windowStoreLeft) return false;
+      if (state.windowClaim) {
+        await state.windowClaim;
+        continue;
+      }
+      const windowStart = state.windowStart;
+      const claim = {
+        windowStart,
+        limit: limit.limit,
+        want: Math.max(cost, Math.min(MAX_WINDOW_LEASE, Math.ceil(limit.limit / 10))),
+        atLeast: cost - state.windowLeft,
+      };
+      const apply = (grant: { granted: number; remaining: number }) => {
+        if (leases.peek(id) !== state || state.windowStart !== windowStart) {
+          // Forgotten or moved on while the claim ran: give the grant straight back.
+          if (grant.granted > 0) track(store.returnWindow(ownerId, id, windowStart, grant.granted));
+          return;
+        }
+        state.windowLeft += grant.granted;
+        state.windowStoreLeft = grant.remaining;
+        // Nothing left at all: refuse until the window ends, with no store call. Some left,
+        // but less than this request's cost: a cheaper request may still have it.
+        if (grant.granted === 0 && grant.remaining === 0) state.windowExhausted = true;
+      };
+      const running = callStore(() => store.claimWindow(ownerId, id, claim), apply)
+        .then(apply)
+        .finally(() => {
+          state.windowClaim = null;
+        });
+      state.windowClaim = running;
+      await running;
+    }
+  }
+
+  function dropOutdatedCredits(state: KeyLeases, now: number): void {
+    if (now < state.creditsValidUntil) return;
+    // A refill came: what is held is of the old balance, which the store has replaced.
+    state.creditsLeft = 0;
+    state.creditsExhaustedUntil = 0;
+    state.creditsValidUntil = Number.POSITIVE_INFINITY;
+  }
+
+  async function takeCredits(
+    key: LimitedKey,
+    credits: Readonly<Credits>,
+    cost: number,
+    state: KeyLeases,
+  ): Promise<boolean> {
+    const { id, ownerId } = key;
+    for (;;) {
+      if (leases.peek(id) !== state) state = stateOf(key);
+      const now = nowMs();
+      dropOutdatedCredits(state, now);
+      if (!credits.strict && state.creditsLeft >= cost) {
+        state.creditsLeft -= cost;
+        return true;
+      }
+      if (!credits.strict && now < state.creditsExhaustedUntil) return false;
+      if (state.creditsClaim && !credits.strict) {
+        await state.creditsClaim;
+        continue;
+      }
+      const period = credits.refill ? refillPeriod(credits.refill.every, now) : null;
+      const claim = credits.strict
+        ? { want: cost, atLeast: cost, periodStart: period?.start ?? null }
+        : {
+            want: cost * CREDIT_LEASE_FACTOR,
+            atLeast: cost - state.creditsLeft,
+            periodStart: period?.start ?? null,
+          };
+      if (credits.strict) {
+        // One atomic call per request, nothing held: the balance is exact.
+        const grant = await callStore(() => store.claimCredits(ownerId, id, claim));
+        if (grant === null) throw keyChanged(id);
+        return grant.granted > 0;
+      }
+      let gone = false;
+      let refused = false;
+      const apply = (grant: { granted: number; remaining: number; resetAt: number } | null) => {
+        if (grant === null) {
+          gone = true;
+          return;
+        }
+        if (leases.peek(id) !== state) {
+          if (grant.granted > 0)
+            track(store.returnCredits(ownerId, id, grant.granted, grant.resetAt));
+          return;
+        }
+        if (state.creditsLeft > 0 && state.creditsResetAt !== grant.resetAt) {
+          // The balance was reset (refill, update) since the units held were claimed.
+          state.creditsLeft = 0;
+        }
+        state.creditsLeft += grant.granted;
+        state.creditsResetAt = grant.resetAt;
+        state.creditsValidUntil = period?.next ?? Number.POSITIVE_INFINITY;
+        if (grant.granted === 0) refused = true;
+        if (grant.granted === 0 && grant.remaining === 0) {
+          state.creditsExhaustedUntil = Math.min(now + CREDITS_RECHECK_MS, state.creditsValidUntil);
+        }
+      };
+      const running = callStore(() => store.claimCredits(ownerId, id, claim), apply)
+        .then(apply)
+        .finally(() => {
+          state.creditsClaim = null;
+        });
+      state.creditsClaim = running;
+      await running;
+      if (gone) throw keyChanged(id);
+      // Less left than this request's cost, but not nothing: refused, and not cached.
+      if (refused && state.creditsLeft < cost) return false;
+    }
+  }
+
+  /** The key's record has no credits (changed or deleted since it was cached): read it
+   * again next time; this request gets a 503 to retry. */
+  function keyChanged(id: string): KeywardError {
+    deps.invalidateKey(id);
+    leases.delete(id);
+    return new KeywardError('service_unavailable', { retryAfter: 1 });
+  }
+
+  function refusedByWindow(limit: RateLimit, state: KeyLeases, now: number): LimitVerdict {
+    return {
+      ok: false,
+      error: new KeywardError('rate_limited', { retryAfter: secondsLeft(limit, state, now) }),
+      headers: headersFor(limit, state, now),
+    };
+  }
+
+  function refusedByCredits(
+    credits: Readonly<Credits>,
+    limit: RateLimit | null,
+    state: KeyLeases,
+    now: number,
+  ): LimitVerdict {
+    const retryAfter = credits.refill
+      ? Math.max(1, Math.ceil((refillPeriod(credits.refill.every, now).next - now) / 1000))
+      : undefined;
+    return {
+      ok: false,
+      error: new KeywardError('credits_exhausted', { retryAfter }),
+      headers: limit ? headersFor(limit, state, now) : undefined,
+    };
+  }
+
+  function giveBack(id: string, state: KeyLeases): void {
+    if (state.windowLeft > 0 && state.windowStart >= 0) {
+      track(store.returnWindow(state.ownerId, id, state.windowStart, state.windowLeft));
+      state.windowLeft = 0;
+    }
+    if (state.creditsLeft > 0 && nowMs() < state.creditsValidUntil) {
+      track(store.returnCredits(state.ownerId, id, state.creditsLeft, state.creditsResetAt));
+    }
+    state.creditsLeft = 0;
+  }
+
+  function track(work: Promise<void>): void {
+    const settled = callStore(() => work)
+      .catch(onError)
+      .finally(() => returning.delete(settled));
+    returning.add(settled);
+  }
+
+  return {
+    check,
+    /** Gives back what this instance holds for `id` and forgets it. */
+    forget(id: string): void {
+      leases.delete(id);
+    },
+    /** `forget`, and waits until what it gave back has reached the store. */
+    async release(id: string): Promise<void> {
+      leases.delete(id);
+      await Promise.all(returning);
+    },
+    /** Credits held here, unspent, for `id`: part of its balance as this instance knows it. */
+    creditsHeld(id: string): number {
+      return leases.peek(id)?.creditsLeft ?? 0;
+    },
+    /** Gives every unspent lease back; resolves once the store has them (failures go to
+     * `onError`). */
+    async close(): Promise<void> {
+      leases.clear();
+      await Promise.all(returning);
+    },
+  };
+}
+
+function secondsLeft(limit: RateLimit, state: KeyLeases, now: number): number {
+  const end = state.windowStart + limit.windowSec * 1000;
+  return Math.max(1, Math.ceil((end - now) / 1000));
+}
+
+/** The IETF rate-limit header fields (structured-field syntax) for a limited key. */
+function headersFor(limit: RateLimit, state: KeyLeases, now: number): Record<string, string> {
+  const remaining = Math.max(0, state.windowStoreLeft + state.windowLeft);
+  if (state.policyOf !== limit) {
+    state.policyOf = limit;
+    state.policy = `"window";q=${limit.limit};w=${limit.windowSec}`;
+  }
+  return {
+    'RateLimit-Policy': state.policy,
+    RateLimit: `"window";r=${remaining};t=${secondsLeft(limit, state, now)}`,
+  };
+}

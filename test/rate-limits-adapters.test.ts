@@ -1,0 +1,117 @@
+/**
+ * The rate-limit contract on every adapter (docs/design.md, "Rate limits and credits"): the
+ * header fields on admitted and refused answers, a route's `cost`, `credits_exhausted`, the
+ * management routes counting too, and the fields over HTTP.
+ */
+import { createKeyService, memoryStore } from '@keyward/core';
+import { CHEAP_ARGON2, type RunningServer, sendRequest } from '@keyward/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COSTLY_COST, COSTLY_PATH, startServer } from './support/servers.js';
+
+const GUARDED_PATH = '/test/protected';
+const BASE = '/v1/api-keys';
+
+describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapter) => {
+  const service = createKeyService({ store: memoryStore(), argon2: CHEAP_ARGON2 });
+  let server: RunningServer;
+  const get = (path: string, rawKey: string) =>
+    sendRequest(server.url, { method: 'GET', path, headers: { 'X-API-Key': rawKey } });
+
+  beforeAll(async () => {
+    server = await startServer[adapter]({ service, guardedPath: GUARDED_PATH });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await service.close();
+  });
+
+  it('an unlimited key gets no RateLimit fields', async () => {
+    const { rawKey } = await service.create('acct_free', 'free');
+    const res = await get(GUARDED_PATH, rawKey);
+    expect(res.status).toBe(200);
+    expect(res.headers.ratelimit).toBeUndefined();
+    expect(res.headers['ratelimit-policy']).toBeUndefined();
+  });
+
+  it('a route cost spends that many units; the refusal is 429 rate_limited with the fields and Retry-After', async () => {
+    const { rawKey } = await service.create('acct_cost', 'limited', {
+      rateLimit: { limit: 12, windowSec: 3600 },
+    });
+    const first = await get(COSTLY_PATH, rawKey);
+    expect(first.status).toBe(200);
+    expect(first.headers['ratelimit-policy']).toBe('"window";q=12;w=3600');
+    expect(first.headers.ratelimit).toMatch(/^"window";r=7;t=\d+$/);
+    expect((await get(COSTLY_PATH, rawKey)).status).toBe(200);
+    const refused = await get(COSTLY_PATH, rawKey);
+    expect(refused.status).toBe(429);
+    expect(refused.json).toMatchObject({ success: false, error: { code: 'rate_limited' } });
+    const t = Number(/t=(\d+)$/.exec(String(refused.headers.ratelimit))?.[1]);
+    expect(refused.headers.ratelimit).toMatch(/^"window";r=2;t=\d+$/);
+    expect(Number(refused.headers['retry-after'])).toBe(t);
+    expect(t).toBeGreaterThanOrEqual(1);
+    // The refused costly request cost nothing: two cheap ones still pass.
+    expect((await get(GUARDED_PATH, rawKey)).status).toBe(200);
+    expect((await get(GUARDED_PATH, rawKey)).status).toBe(200);
+    expect((await get(GUARDED_PATH, rawKey)).status).toBe(429);
+    expect(COSTLY_COST).toBe(5);
+  });
+
+  it('credits run out with 429 credits_exhausted; the management routes spend them too', async () => {
+    const { rawKey } = await service.create('acct_credits', 'credits', {
+      credits: { remaining: 2, refill: { amount: 2, every: 'month' } },
+    });
+    const list = await get(BASE, rawKey);
+    expect(list.status).toBe(200);
+    expect((await get(GUARDED_PATH, rawKey)).status).toBe(200);
+    const refused = await get(GUARDED_PATH, rawKey);
+    expect(refused.status).toBe(429);
+    expect(refused.json).toMatchObject({ error: { code: 'credits_exhausted' } });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect((await get(BASE, rawKey)).status).toBe(429);
+  });
+
+  it('create and PATCH over HTTP set and clear the fields; a limited key may not', async () => {
+    const admin = await service.create('acct_http', 'admin');
+    const send = (method: string, path: string, rawKey: string, body?: unknown) =>
+      sendRequest(server.url, {
+        method,
+        path,
+        headers: { 'X-API-Key': rawKey, 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const created = await send('POST', BASE, admin.rawKey, {
+      name: 'metered',
+      rateLimit: { limit: 5, windowSec: 60 },
+      credits: { remaining: 9, refill: { amount: 9, every: 'day' }, strict: true },
+    });
+    expect(created.status).toBe(201);
+    const data = (created.json as { data: Record<string, unknown> }).data;
+    expect(Object.keys(data).slice(-3)).toEqual(['createdBy', 'rateLimit', 'credits']);
+    expect(data).toMatchObject({
+      rateLimit: { limit: 5, windowSec: 60 },
+      credits: { remaining: 9, refill: { amount: 9, every: 'day' }, strict: true },
+    });
+    const bad = await send('POST', BASE, admin.rawKey, {
+      name: 'bad',
+      rateLimit: { limit: 5, windowSec: 0 },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({ error: { code: 'invalid_request' } });
+    const limitedRaw = String(data.rawKey);
+    // A limited key cannot mint keys or raise limits: both would escape its own.
+    const minted = await send('POST', BASE, limitedRaw, { name: 'escape' });
+    expect(minted.status).toBe(403);
+    expect(minted.json).toMatchObject({ error: { code: 'insufficient_scope' } });
+    const raise = await send('PATCH', `${BASE}/${String(data.id)}`, limitedRaw, {
+      credits: { remaining: 1_000_000 },
+    });
+    expect(raise.status).toBe(403);
+    const cleared = await send('PATCH', `${BASE}/${String(data.id)}`, admin.rawKey, {
+      rateLimit: null,
+      credits: null,
+    });
+    expect(cleared.status).toBe(200);
+    expect(cleared.json).toMatchObject({ data: { rateLimit: null, credits: null } });
+    expect((await get(GUARDED_PATH, limitedRaw)).headers.ratelimit).toBeUndefined();
+  });
+});

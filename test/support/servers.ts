@@ -19,9 +19,13 @@ export const startServer = {
     guardedPath,
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
+    signIn,
   }: HostSetup): Promise<RunningServer> {
     const app = express();
-    const auth = expressKeyward({ service });
+    const auth = expressKeyward({
+      service,
+      ...(signIn && { authorize: (req) => signIn(req.headers.cookie), dashboard: true }),
+    });
     app.use(auth.router);
     app.get(guardedPath, auth.requireApiKey(), (req, res) => {
       res.json({ apiKey: req.apiKey });
@@ -37,9 +41,13 @@ export const startServer = {
     guardedPath,
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
+    signIn,
   }: HostSetup): Promise<RunningServer> {
     const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
-    await app.register(fastifyKeyward, { service });
+    await app.register(fastifyKeyward, {
+      service,
+      ...(signIn && { authorize: (request) => signIn(request.headers.cookie), dashboard: true }),
+    });
     app.get(guardedPath, { config: { apiKey: true } }, async (request) => ({
       apiKey: request.apiKey,
     }));
@@ -55,9 +63,13 @@ export const startServer = {
     guardedPath,
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
+    signIn,
   }: HostSetup): Promise<RunningServer> {
     const app = new Hono();
-    const auth = honoKeyward({ service });
+    const auth = honoKeyward({
+      service,
+      ...(signIn && { authorize: (c) => signIn(c.req.header('cookie')), dashboard: true }),
+    });
     app.use(auth.routes);
     // Hono's c.json names no charset; Express's and Fastify's do: the host routes answer
     // alike, so that the suites comparing adapters compare keyward alone.

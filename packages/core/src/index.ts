@@ -25,7 +25,11 @@ export {
   OWASP_ARGON2,
   verifyKeyHash,
 } from './hashing.js';
+export { hasSameOriginProof, parseTrustedOrigins } from './origin.js';
+export { keyFieldSchemas, type OpenApiOptions, openApiDocument } from './openapi.js';
 export {
+  type AuthorizedUser,
+  type Authorize,
   type AuthResult,
   createHttpHandler,
   type GuardOutcome,

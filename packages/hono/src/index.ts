@@ -1,6 +1,6 @@
 import type { AuthenticatedKey, HttpOptions, HttpRequest, KeyService } from '@keyward/core';
 import { createFetchHandler, type GuardOptions, type RawRequestParts } from '@keyward/fetch';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 
 export type { GuardOptions } from '@keyward/fetch';
 
@@ -16,7 +16,9 @@ export interface KeywardEnv {
   Variables: { apiKey: AuthenticatedKey };
 }
 
-export interface KeywardHonoOptions extends HttpOptions {
+/** `authorize(c)` gets Hono's `Context`: read the session with `getCookie(c, …)` or
+ * `c.get(…)` from the host's own middleware. */
+export interface KeywardHonoOptions extends HttpOptions<Context> {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
 }
@@ -42,10 +44,10 @@ export interface KeywardHono {
  * ```
  */
 export function keyward(options: KeywardHonoOptions): KeywardHono {
-  const handler = createFetchHandler(options);
+  const handler = createFetchHandler<Context>(options);
 
   const routes: MiddlewareHandler = async (c, next) => {
-    const response = await handler.handle(c.req.raw, nodeParts(c.env, c.req.raw));
+    const response = await handler.handle(c.req.raw, nodeParts(c.env, c.req.raw), c);
     if (response) return response;
     await next();
   };

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  type AuthorizedUser,
   createKeyService,
   type ErrorCode,
   errorCodes,
@@ -43,6 +44,11 @@ export interface ServerSetup {
   /** A host route behind the guard with these scopes (`requireApiKey({ scopes })`). */
   scopedPath: string;
   scopes: readonly string[];
+  /**
+   * The host's sign-in, when the suite tests it: the host app passes keyward
+   * `authorize: (request) => signIn(<the request's Cookie header>)` and `dashboard: true`.
+   */
+  signIn?: (cookie: string | undefined) => AuthorizedUser | null | Promise<AuthorizedUser | null>;
 }
 
 export interface HttpContractOptions {

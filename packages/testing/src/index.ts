@@ -16,6 +16,7 @@ export {
   type StoreUnderTest,
 } from './http-contract.js';
 export { describeLifecycleContract, type LifecycleContext } from './http-contract-lifecycle.js';
+export { describeSessionContract, type SessionContractOptions } from './http-session-contract.js';
 export { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
 export { requireServices, serviceUnavailable } from './services.js';
 export {

@@ -25,11 +25,9 @@ export {
   OWASP_ARGON2,
   verifyKeyHash,
 } from './hashing.js';
-export { hasSameOriginProof, parseTrustedOrigins } from './origin.js';
-export { keyFieldSchemas, type OpenApiOptions, openApiDocument } from './openapi.js';
 export {
-  type AuthorizedUser,
   type Authorize,
+  type AuthorizedUser,
   type AuthResult,
   createHttpHandler,
   type GuardOutcome,
@@ -63,7 +61,9 @@ export {
 } from './key-format.js';
 export { type MemoryStore, memoryStore } from './memory-store.js';
 export { MAX_NAME_LENGTH, normalizeKeyName } from './names.js';
+export { keyFieldSchemas, type OpenApiOptions, openApiDocument } from './openapi.js';
 export type { InvalidKeyReason, KeyServiceOptions } from './options.js';
+export { hasSameOriginProof, parseTrustedOrigins } from './origin.js';
 export {
   type ApiKey,
   type AuthenticatedKey,

@@ -322,6 +322,8 @@ export function openApiDocument(options: OpenApiOptions = {}): Record<string, un
         'without one, the host’s own sign-in (its session cookie) may admit it, and then writes must come from the host’s pages ' +
         '(`Sec-Fetch-Site: same-origin` or a trusted `Origin`), else 403 `forbidden_origin`.',
     },
+    // Relative to the document's own address: the paths already carry the mount path.
+    servers: [{ url: '/' }],
     paths,
     components: {
       securitySchemes: {
@@ -387,6 +389,10 @@ function operation(op: Operation, headerName: string): Record<string, unknown> {
       },
     };
   }
+  responses.default = {
+    description: 'Any other error (405 for a method the path lacks), in the shared envelope.',
+    content: { 'application/json': { schema: ref('Error') } },
+  };
   return {
     operationId: op.operationId,
     summary: op.summary,

@@ -18,6 +18,7 @@ export {
 export { describeLifecycleContract, type LifecycleContext } from './http-contract-lifecycle.js';
 export { describeSessionContract, type SessionContractOptions } from './http-session-contract.js';
 export { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
+export { type OpenApiResponseCheck, openApiResponseChecker } from './openapi-check.js';
 export { requireServices, serviceUnavailable } from './services.js';
 export {
   describeCap,

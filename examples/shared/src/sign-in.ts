@@ -17,6 +17,7 @@ export function loginPage(message?: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>Sign in</title>
+<link rel="icon" href="data:,">
 </head>
 <body>
 <main>

@@ -52,7 +52,11 @@ const columns: Column[] = [
   },
   {
     label: 'Expires',
-    cell: (key) => (key.expiresAt ? time(key.expiresAt, relative(key.expiresAt)) : text('Never')),
+    cell: (key) => {
+      if (!key.expiresAt) return text('Never');
+      const past = Date.parse(key.expiresAt) <= Date.now();
+      return time(key.expiresAt, `${past ? 'Expired ' : ''}${relative(key.expiresAt)}`);
+    },
   },
   { label: 'Scopes', cell: (key) => text(key.scopes.join(' ')) },
   { label: 'Actions', cell: actionsCell },

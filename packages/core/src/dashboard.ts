@@ -1,4 +1,4 @@
-import { dashboardScript, dashboardStyle } from './dashboard-assets.js';
+import { dashboardIcon, dashboardScript, dashboardStyle } from './dashboard-assets.js';
 import type { HttpResponse } from './http.js';
 
 // The dashboard page (docs/design.md, "The dashboard page"): the HTML comes from here, the
@@ -28,9 +28,10 @@ function escapeHtml(value: string): string {
 function shell(title: string, main: string, withAssets: boolean): string {
   // Relative links: the page is <mount>/dashboard, its assets <mount>/dashboard/<name>,
   // wherever the host mounted keyward's router.
+  const head = `<link rel="icon" href="dashboard/${dashboardIcon.name}" type="image/svg+xml">\n<link rel="stylesheet" href="dashboard/${dashboardStyle.name}">\n`;
   const assets = withAssets
-    ? `<link rel="stylesheet" href="dashboard/${dashboardStyle.name}">\n<script type="module" src="dashboard/${dashboardScript.name}"></script>\n`
-    : `<link rel="stylesheet" href="dashboard/${dashboardStyle.name}">\n`;
+    ? `${head}<script type="module" src="dashboard/${dashboardScript.name}"></script>\n`
+    : head;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -133,24 +134,25 @@ export function htmlErrorPage(status: 404 | 500): HttpResponse {
 }
 
 const immutable = 'public, max-age=31536000, immutable';
+const assetTypes = [
+  [dashboardScript, 'text/javascript; charset=utf-8'],
+  [dashboardStyle, 'text/css; charset=utf-8'],
+  [dashboardIcon, 'image/svg+xml'],
+] as const;
 
 /** A prebuilt asset by its hashed name; `undefined` for any other name (an old hash). */
 export function dashboardAsset(name: string): HttpResponse | undefined {
-  const asset =
-    name === dashboardScript.name
-      ? { type: 'text/javascript; charset=utf-8', body: dashboardScript.body }
-      : name === dashboardStyle.name
-        ? { type: 'text/css; charset=utf-8', body: dashboardStyle.body }
-        : undefined;
+  const asset = assetTypes.find(([a]) => a.name === name);
   if (!asset) return undefined;
+  const [{ body }, type] = asset;
   return {
     status: 200,
     headers: {
-      'Content-Type': asset.type,
-      'Content-Length': String(Buffer.byteLength(asset.body)),
+      'Content-Type': type,
+      'Content-Length': String(Buffer.byteLength(body)),
       'Cache-Control': immutable,
       'X-Content-Type-Options': 'nosniff',
     },
-    body: asset.body,
+    body,
   };
 }

@@ -286,12 +286,12 @@ export function describeSessionContract(name: string, options: SessionContractOp
         const links = [...page.text.matchAll(/(?:src|href)="(dashboard\/[^"]+)"/g)].map(
           (m) => m[1],
         );
-        expect(links).toHaveLength(2);
+        expect(links).toHaveLength(3);
         for (const link of links) {
           const res = await call({ path: `${BASE}/${link}` });
           expect(res.status).toBe(200);
           expect(res.headers['cache-control']).toBe('public, max-age=31536000, immutable');
-          const hash = /\.([A-Za-z0-9_-]{12})\.(js|css)$/.exec(link ?? '')?.[1];
+          const hash = /\.([A-Za-z0-9_-]{12})\.(js|css|svg)$/.exec(link ?? '')?.[1];
           const digest = createHash('sha256').update(res.text).digest('base64url').slice(0, 12);
           expect(digest).toBe(hash);
         }

@@ -62,6 +62,8 @@ try {
       ...['express', 'fastify', 'hono', '@hono/node-server', 'kysely', 'pg'].map(at),
       ...['kysely-pglite-dialect', 'ioredis'].map(at),
       ...['typescript', 'vitest', '@types/node', '@types/express', '@types/pg'].map(at),
+      // The README's sign-in example.
+      ...['express-session', '@types/express-session'].map(at),
     ],
     { cwd: app },
   );

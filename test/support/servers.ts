@@ -15,7 +15,7 @@ import { Hono } from 'hono';
 type HostSetup = Pick<ServerSetup, 'service' | 'guardedPath'> &
   Partial<ServerSetup> & {
     /** keyward's HTTP options (the leak routes, say), given to the adapter as they are. */
-    httpOptions?: HttpOptions;
+    httpOptions?: Omit<HttpOptions, 'authorize'>;
   };
 
 /** A host route every app guards with a cost of `COSTLY_COST` units per request. */
@@ -33,9 +33,14 @@ export const startServer = {
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
     httpOptions,
+    signIn,
   }: HostSetup): Promise<RunningServer> {
     const app = express();
-    const auth = expressKeyward({ ...httpOptions, service });
+    const auth = expressKeyward({
+      ...httpOptions,
+      service,
+      ...(signIn && { authorize: (req) => signIn(req.headers.cookie), dashboard: true }),
+    });
     app.use(auth.router);
     app.get(guardedPath, auth.requireApiKey(), (req, res) => {
       res.json({ apiKey: req.apiKey });
@@ -58,9 +63,14 @@ export const startServer = {
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
     httpOptions,
+    signIn,
   }: HostSetup): Promise<RunningServer> {
     const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
-    await app.register(fastifyKeyward, { ...httpOptions, service });
+    await app.register(fastifyKeyward, {
+      ...httpOptions,
+      service,
+      ...(signIn && { authorize: (request) => signIn(request.headers.cookie), dashboard: true }),
+    });
     app.get(guardedPath, { config: { apiKey: true } }, async (request) => ({
       apiKey: request.apiKey,
     }));
@@ -81,9 +91,14 @@ export const startServer = {
     scopedPath = '/test/orders',
     scopes = ['orders:write'],
     httpOptions,
+    signIn,
   }: HostSetup): Promise<RunningServer> {
     const app = new Hono();
-    const auth = honoKeyward({ ...httpOptions, service });
+    const auth = honoKeyward({
+      ...httpOptions,
+      service,
+      ...(signIn && { authorize: (c) => signIn(c.req.header('cookie')), dashboard: true }),
+    });
     app.use(auth.routes);
     // Hono's c.json names no charset; Express's and Fastify's do: the host routes answer
     // alike, so that the suites comparing adapters compare keyward alone.

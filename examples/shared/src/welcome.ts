@@ -35,6 +35,9 @@ export function welcomeText(info: {
   const json = `-H "X-API-Key: $KEY" -H "Content-Type: application/json"`;
   lines.push(
     '',
+    '# Or manage keys in the browser: sign in (any account name), then use the dashboard',
+    `login: ${baseUrl}/login`,
+    '',
     '# Create an API key (its id goes into $ID for the lines below)',
     `ID=$(curl -s -X POST ${baseUrl}/v1/api-keys ${json} -d '{"name": "My New Key"}' | tee /dev/stderr | sed -E 's/.*"id":"([^"]+)".*/\\1/'); echo`,
     '',

@@ -15,6 +15,10 @@ export const errorCodes = {
     status: 403,
     message: 'The API key lacks a scope this request needs.',
   },
+  forbidden_origin: {
+    status: 403,
+    message: 'This request must come from a page of the same origin.',
+  },
   not_found: { status: 404, message: 'The requested resource was not found.' },
   method_not_allowed: { status: 405, message: 'The method is not allowed for this resource.' },
   key_limit_reached: {

@@ -1,5 +1,6 @@
+import { dashboardAsset, dashboardPage, htmlErrorPage, signedOutPage } from './dashboard.js';
 import { isKeywardError, KeywardError } from './errors.js';
-import { holdsScopes, parseCost } from './key-fields.js';
+import { holdsScopes, parseCost, parseScopes } from './key-fields.js';
 import {
   type GitHubPublicKeys,
   gitHubFeedback,
@@ -7,6 +8,8 @@ import {
   readGitHubPublicKeys,
   verifyGitHubSignature,
 } from './leak.js';
+import { openApiDocument } from './openapi.js';
+import { hasSameOriginProof, parseTrustedOrigins } from './origin.js';
 import { OwnerLimit } from './owner-limit.js';
 import type {
   ApiKey,
@@ -16,14 +19,31 @@ import type {
   LimitVerdict,
 } from './service.js';
 
+/** Who the host says is signed in: what `authorize` returns for a user of its own. */
+export interface AuthorizedUser {
+  /** The account whose keys the user manages. */
+  ownerId: string;
+  /** What the user may do on the management routes (and grant to keys it creates).
+   * @default ['*'] */
+  scopes?: readonly string[];
+}
+
+/** The host's sign-in check: the signed-in user, or `null` for none. `R` is the
+ * framework's own request (Express `Request`, `FastifyRequest`, Fetch `Request`, Hono
+ * `Context`). */
+export type Authorize<R> = (
+  request: R,
+) => AuthorizedUser | null | undefined | Promise<AuthorizedUser | null | undefined>;
+
 /** Core's HTTP layer, as an adapter uses it. */
-export interface HttpHandler {
+export interface HttpHandler<R = HttpRequest> {
   /** The mount path, without a trailing slash. */
   readonly mountPath: string;
   /** The key header's name, lower-cased. */
   readonly headerName: string;
-  /** Serves one request under the mount path: every answer, errors included. */
-  handle(request: HttpRequest): Promise<HttpResponse>;
+  /** Serves one request under the mount path: every answer, errors included. `original`
+   * is the framework's own request, handed to `authorize` (default: `request`). */
+  handle(request: HttpRequest, original?: R): Promise<HttpResponse>;
   /** True for request targets the management API owns (the mount path and below). */
   owns(target: string): boolean;
   /** The guard: reads the key header and verifies it; never throws. */
@@ -83,7 +103,7 @@ export interface HttpResponse {
   body: string;
 }
 
-export interface HttpOptions {
+export interface HttpOptions<R = HttpRequest> {
   /** Where the management routes live. @default '/v1/api-keys' */
   mountPath?: string;
   /** The request header holding the key (case-insensitive). @default 'X-API-Key' */
@@ -113,12 +133,40 @@ export interface HttpOptions {
           requestsPerMinute?: number;
         };
   };
+  /**
+   * The host's own sign-in, for requests to the management routes that carry no key
+   * header: return `{ ownerId, scopes? }` for a signed-in user, `null` for none (401
+   * `missing_api_key`). A key header, when present, decides instead. What it throws is
+   * a 500 `internal_error` through `onError`, never access. Writes it admits need
+   * same-origin proof (`Sec-Fetch-Site: same-origin`, or an `Origin` in
+   * `trustedOrigins`), else 403 `forbidden_origin` before the body is read.
+   * @default none: only keys manage keys
+   */
+  authorize?: Authorize<R>;
+  /**
+   * Origins (`https://app.example.com`) whose pages may write through a session that
+   * `authorize` admitted. @default the request's own origin, from its `Host` header
+   */
+  trustedOrigins?: readonly string[];
+  /** Serve the key-management page at `<mountPath>/dashboard` (needs `authorize`).
+   * @default false */
+  dashboard?: boolean;
 }
 
 export type AuthResult = { ok: true; key: AuthenticatedKey } | { ok: false; error: KeywardError };
 
+/** Who a management request acts for: a key, or a user the host's `authorize` admitted
+ * (`keyId: null`). */
+interface Caller {
+  ownerId: string;
+  scopes: readonly string[];
+  keyId: string | null;
+  /** The key that made the request; absent for a user the host's `authorize` admitted. */
+  key?: AuthenticatedKey;
+}
+
 interface ActionContext {
-  key: AuthenticatedKey;
+  caller: Caller;
   id: string;
   body: RequestFields;
   query: URLSearchParams;
@@ -176,24 +224,25 @@ const routes: readonly Route[] = [
       GET: {
         readsBody: false,
         scopes: READ_SCOPES,
-        run: async (service, { key }) =>
-          success(200, (await service.list(key.ownerId)).map(keyToJson)),
+        run: async (service, { caller }) =>
+          success(200, (await service.list(caller.ownerId)).map(keyToJson)),
       },
       POST: {
         readsBody: true,
         scopes: WRITE_SCOPES,
-        run: async (service, { key, body }) => {
-          refuseLimitedGrantor(key);
-          const created = await service.create(key.ownerId, body.name, {
+        run: async (service, { caller, body }) => {
+          refuseLimitedGrantor(caller);
+          const created = await service.create(caller.ownerId, body.name, {
             expiresAt: body.expiresAt,
             expiresIn: body.expiresIn,
-            // Omitted: the creating key's own scopes. No key grants more than it holds.
-            scopes: body.scopes === undefined ? [...key.scopes] : body.scopes,
+            // Omitted: the caller's own scopes. No caller grants more than it holds.
+            scopes: body.scopes === undefined ? [...caller.scopes] : body.scopes,
             metadata: body.metadata,
             rateLimit: body.rateLimit,
             credits: body.credits,
-            createdBy: key.id,
-            grantableScopes: key.scopes,
+            // A key made by a signed-in user belongs to no key: no cascade reaches it.
+            createdBy: caller.keyId,
+            grantableScopes: caller.scopes,
           });
           return success(201, keyToJson(created));
         },
@@ -206,9 +255,11 @@ const routes: readonly Route[] = [
       PATCH: {
         readsBody: true,
         scopes: WRITE_SCOPES,
-        run: async (service, { key, id, body }) => {
-          if (body.rateLimit !== undefined || body.credits !== undefined) refuseLimitedGrantor(key);
-          const updated = await service.update(key.ownerId, id, body);
+        run: async (service, { caller, id, body }) => {
+          if (body.rateLimit !== undefined || body.credits !== undefined) {
+            refuseLimitedGrantor(caller);
+          }
+          const updated = await service.update(caller.ownerId, id, body);
           if (!updated) throw new KeywardError('not_found');
           return success(200, keyToJson(updated));
         },
@@ -216,12 +267,12 @@ const routes: readonly Route[] = [
       DELETE: {
         readsBody: false,
         scopes: WRITE_SCOPES,
-        run: async (service, { key, id, query }) => {
+        run: async (service, { caller, id, query }) => {
           if (!readCascade(query)) {
-            if (!(await service.revoke(key.ownerId, id))) throw new KeywardError('not_found');
+            if (!(await service.revoke(caller.ownerId, id))) throw new KeywardError('not_found');
             return jsonResponse(200, { success: true });
           }
-          const revoked = await service.revokeCascade(key.ownerId, id);
+          const revoked = await service.revokeCascade(caller.ownerId, id);
           if (revoked.length === 0) throw new KeywardError('not_found');
           return jsonResponse(200, { success: true, revoked });
         },
@@ -234,11 +285,11 @@ const routes: readonly Route[] = [
       POST: {
         readsBody: 'optional',
         scopes: WRITE_SCOPES,
-        run: async (service, { key, id, body }) => {
-          const rolled = await service.roll(key.ownerId, id, {
+        run: async (service, { caller, id, body }) => {
+          const rolled = await service.roll(caller.ownerId, id, {
             expiresIn: body.expiresIn,
             scopes: body.scopes,
-            grantableScopes: key.scopes,
+            grantableScopes: caller.scopes,
           });
           if (!rolled) throw new KeywardError('not_found');
           return success(201, keyToJson(rolled));
@@ -251,10 +302,10 @@ const routes: readonly Route[] = [
 /**
  * A key that is itself limited (a rate limit or credits) may not make keys or set limits
  * over HTTP: a new key, or a raised balance, would be a way around its own limits. The
- * host's code, and keys without limits, may.
+ * host's code, its signed-in users, and keys without limits, may.
  */
-function refuseLimitedGrantor(key: AuthenticatedKey): void {
-  if (key.rateLimit === null && key.credits === null) return;
+function refuseLimitedGrantor({ key }: Caller): void {
+  if (!key || (key.rateLimit === null && key.credits === null)) return;
   throw new KeywardError('insufficient_scope', {
     message: 'A key with a rate limit or credits cannot create keys or change limits.',
   });
@@ -278,7 +329,10 @@ function readCascade(query: URLSearchParams): boolean {
  * resource). Adapters translate their request into an `HttpRequest` and write back the
  * `HttpResponse`; nothing else.
  */
-export function createHttpHandler(service: KeyService, options: HttpOptions = {}): HttpHandler {
+export function createHttpHandler<R = HttpRequest>(
+  service: KeyService,
+  options: HttpOptions<R> = {},
+): HttpHandler<R> {
   const mountPath = (options.mountPath ?? '/v1/api-keys').replace(/\/+$/, '');
   if (!mountPath.startsWith('/')) {
     throw new TypeError(`keyward: mountPath must start with "/"; got ${options.mountPath}.`);
@@ -286,6 +340,19 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
   const headerName = (options.headerName ?? 'X-API-Key').toLowerCase();
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024;
   const wwwAuthenticate = `ApiKey header="${options.headerName ?? 'X-API-Key'}"`;
+  const { authorize } = options;
+  const trustedOrigins = parseTrustedOrigins(options.trustedOrigins);
+  if (options.dashboard && !authorize) {
+    throw new TypeError(
+      'keyward: dashboard: true needs an authorize(request) option: the page is for the signed-in users of the host app.',
+    );
+  }
+  const api = openApiDocument({
+    mountPath,
+    headerName: options.headerName ?? 'X-API-Key',
+    dashboard: options.dashboard === true,
+  });
+  const apiJson = JSON.stringify(api);
 
   /** The 403 for a valid key that lacks a scope, naming what would do. */
   function insufficientScope(needed: readonly string[]): HttpResponse {
@@ -378,24 +445,28 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
     return isMountPath(pathOf(target));
   }
 
-  async function handle(request: HttpRequest): Promise<HttpResponse> {
+  async function handle(request: HttpRequest, original?: R): Promise<HttpResponse> {
     try {
       const leakRoute = leakRoutes?.match(pathOf(request.path));
       if (leakRoute) return await leakRoute(request);
+      const method = request.method.toUpperCase();
+      const own = ownPage(request.path, method);
+      if (own) return await own(request, original);
       const match = matchRoute(request.path);
       if (!match) return errorResponse(new KeywardError('not_found'));
-      const method = request.method.toUpperCase();
       const action = match.route.actions[method === 'HEAD' ? 'GET' : method];
       if (!action) {
         const response = errorResponse(new KeywardError('method_not_allowed'));
         response.headers.Allow = allowedMethods(match.route);
         return response;
       }
-      const auth = await authenticate(request.headers);
-      if (!auth.ok) return errorResponse(auth.error);
-      if (auth.key.leakedAt !== null) {
+      const admitted = await admit(request, original);
+      if (!admitted.ok) return errorResponse(admitted.error);
+      const { caller } = admitted;
+      if (caller.key?.leakedAt) {
         // Quarantined: the key works on the host's routes until its shortened expiry, but
-        // manages nothing; another key of the account rolls or revokes it.
+        // manages nothing; another key of the account, or the signed-in user, rolls or
+        // revokes it.
         const response = insufficientScope(action.scopes.slice(0, 1));
         response.body = JSON.stringify({
           success: false,
@@ -404,16 +475,17 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
         response.headers['Content-Length'] = String(Buffer.byteLength(response.body));
         return response;
       }
-      if (!action.scopes.some((scope) => holdsScopes(auth.key.scopes, [scope]))) {
+      if (!action.scopes.some((scope) => holdsScopes(caller.scopes, [scope]))) {
         return insufficientScope(action.scopes.slice(0, 1));
       }
       let limitHeaders: Record<string, string> | undefined;
-      if (auth.key.rateLimit !== null || auth.key.credits !== null) {
-        const verdict = await service.checkLimits(auth.key, 1);
+      const { key } = caller;
+      if (key && (key.rateLimit !== null || key.credits !== null)) {
+        const verdict = await service.checkLimits(key, 1);
         if (!verdict.ok) return refusedByLimits(verdict);
         limitHeaders = verdict.headers;
       }
-      return withHeaders(await runAction(request, action, auth.key, match.id), limitHeaders);
+      return withHeaders(await runAction(request, action, caller, match.id), limitHeaders);
     } catch (error) {
       return errorResponse(error);
     }
@@ -424,7 +496,7 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
   async function runAction(
     request: HttpRequest,
     action: Action,
-    key: AuthenticatedKey,
+    caller: Caller,
     id: string,
   ): Promise<HttpResponse> {
     try {
@@ -432,7 +504,7 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
       const readsBody =
         action.readsBody === 'optional' ? hasBody(request.headers) : action.readsBody;
       const body = readsBody ? await readJsonObject(request, maxBodyBytes) : {};
-      return await action.run(service, { key, id, body, query });
+      return await action.run(service, { caller, id, body, query });
     } catch (error) {
       return errorResponse(error);
     }
@@ -445,6 +517,102 @@ export function createHttpHandler(service: KeyService, options: HttpOptions = {}
   /** The 429 (or 503) for a request the key's limit or credits refuse. */
   function refusedByLimits(verdict: Extract<LimitVerdict, { ok: false }>): HttpResponse {
     return withHeaders(errorResponse(verdict.error), verdict.headers);
+  }
+
+  /**
+   * Who a management request acts for (docs/design.md, "Host sign-in"): the key when a key
+   * header is present; otherwise the host's `authorize`, whose writes must come from the
+   * host's own pages. Runs before any body is read.
+   */
+  async function admit(
+    request: HttpRequest,
+    original: R | undefined,
+  ): Promise<{ ok: true; caller: Caller } | { ok: false; error: KeywardError }> {
+    if (!authorize || request.headers[headerName] !== undefined) {
+      const auth = await authenticate(request.headers);
+      if (!auth.ok) return auth;
+      const { key } = auth;
+      return { ok: true, caller: { ownerId: key.ownerId, scopes: key.scopes, keyId: key.id, key } };
+    }
+    const user = await signedInUser(request, original);
+    if (!user) return { ok: false, error: new KeywardError('missing_api_key') };
+    const method = request.method.toUpperCase();
+    if (
+      method !== 'GET' &&
+      method !== 'HEAD' &&
+      !hasSameOriginProof(request.headers, trustedOrigins)
+    ) {
+      return { ok: false, error: new KeywardError('forbidden_origin') };
+    }
+    return { ok: true, caller: { ...user, keyId: null } };
+  }
+
+  /** The host's `authorize` answer, checked: what it throws, or an answer that names no
+   * account, goes to `onError` as a 500 (never access). */
+  async function signedInUser(
+    request: HttpRequest,
+    original: R | undefined,
+  ): Promise<{ ownerId: string; scopes: readonly string[] } | null> {
+    if (!authorize) return null;
+    const user = await authorize(original ?? (request as R));
+    if (user === null || user === undefined) return null;
+    if (typeof user.ownerId !== 'string' || user.ownerId === '') {
+      throw new TypeError('keyward: authorize() must return { ownerId: string, scopes? } or null.');
+    }
+    let scopes: readonly string[] = ['*'];
+    if (user.scopes !== undefined) {
+      try {
+        scopes = parseScopes(user.scopes);
+      } catch (error) {
+        throw new TypeError(
+          `keyward: authorize() returned invalid scopes: ${(error as Error).message}`,
+        );
+      }
+    }
+    return { ownerId: user.ownerId, scopes };
+  }
+
+  /** The routes under the mount path that are not the key API: the API description, and
+   * the dashboard page with its assets. */
+  function ownPage(
+    target: string,
+    method: string,
+  ): ((request: HttpRequest, original: R | undefined) => Promise<HttpResponse>) | undefined {
+    if (method !== 'GET' && method !== 'HEAD') return undefined;
+    const path = pathOf(target);
+    if (!isMountPath(path)) return undefined;
+    const rest = path.slice(mountPath.length);
+    if (rest === '/openapi.json') {
+      return async () => ({
+        status: 200,
+        headers: {
+          'Content-Type': 'application/json; charset=utf-8',
+          'Content-Length': String(Buffer.byteLength(apiJson)),
+          'Cache-Control': 'no-cache',
+          'X-Content-Type-Options': 'nosniff',
+        },
+        body: apiJson,
+      });
+    }
+    if (!options.dashboard) return undefined;
+    if (rest === '/dashboard') return servePage;
+    if (rest.startsWith('/dashboard/')) {
+      const asset = dashboardAsset(rest.slice('/dashboard/'.length));
+      return async () => asset ?? htmlErrorPage(404);
+    }
+    return undefined;
+  }
+
+  /** The page needs a signed-in user; a key header is ignored here (a browser sends none). */
+  async function servePage(request: HttpRequest, original: R | undefined): Promise<HttpResponse> {
+    let user: { ownerId: string } | null;
+    try {
+      user = await signedInUser(request, original);
+    } catch (error) {
+      service.options.onError(error);
+      return htmlErrorPage(500);
+    }
+    return user ? dashboardPage(user.ownerId) : signedOutPage();
   }
 
   function guard(

@@ -36,6 +36,8 @@ export {
   verifyKeyHash,
 } from './hashing.js';
 export {
+  type Authorize,
+  type AuthorizedUser,
   type AuthResult,
   createHttpHandler,
   type GuardOutcome,
@@ -99,7 +101,9 @@ export {
 } from './limits.js';
 export { type MemoryStore, memoryStore } from './memory-store.js';
 export { MAX_NAME_LENGTH, normalizeKeyName } from './names.js';
+export { keyFieldSchemas, type OpenApiOptions, openApiDocument } from './openapi.js';
 export type { InvalidKeyReason, KeyServiceOptions } from './options.js';
+export { hasSameOriginProof, parseTrustedOrigins } from './origin.js';
 export {
   type ApiKey,
   type AuthenticatedKey,

@@ -24,7 +24,11 @@ declare global {
   }
 }
 
-export interface KeywardExpressOptions extends HttpOptions {
+/**
+ * `authorize(req)` gets the Express `Request`, after the host's own middleware (a session,
+ * a cookie parser) has run on it: mount keyward's router after those.
+ */
+export interface KeywardExpressOptions extends HttpOptions<Request> {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
 }
@@ -57,23 +61,26 @@ export interface GuardOptions {
  * ```
  */
 export function keyward(options: KeywardExpressOptions): KeywardExpress {
-  const http = createHttpHandler(options.service, options);
+  const http = createHttpHandler<Request>(options.service, options);
   const router = express.Router();
 
   router.use((req, res, next) => {
     // req.url is relative to wherever the host mounted this router; core reads its query.
     if (!http.owns(req.url)) return next();
     http
-      .handle({
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-        // The stream itself, unread: the leak alert route checks a signature over its raw
-        // bytes, which a body parser mounted before keyward would have consumed.
-        body: req,
-        // req.ip follows the app's `trust proxy` setting.
-        clientAddress: req.ip ?? req.socket.remoteAddress,
-      })
+      .handle(
+        {
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+          // The stream itself, unread: the leak alert route checks a signature over its raw
+          // bytes, which a body parser mounted before keyward would have consumed.
+          body: req,
+          // req.ip follows the app's `trust proxy` setting.
+          clientAddress: req.ip ?? req.socket.remoteAddress,
+        },
+        req,
+      )
       .then((response) => send(res, response), next);
   });
 

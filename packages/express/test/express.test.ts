@@ -1,12 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import { createKeyService, memoryStore } from '@keyward/core';
-import { CHEAP_ARGON2, describeHttpContract } from '@keyward/testing';
+import { CHEAP_ARGON2, describeHttpContract, describeSessionContract } from '@keyward/testing';
 import express from 'express';
 import { describe, expect, it } from 'vitest';
 import { startServer } from '../../../test/support/servers.js';
 import { keyward } from '../src/index.js';
 
 describeHttpContract('express', { startServer: startServer.express });
+describeSessionContract('express', { startServer: startServer.express });
 
 describe('express: a body parser mounted before the router', () => {
   it('answers 500 and tells onError to mount the router first, instead of blaming the JSON', async () => {

@@ -1,6 +1,7 @@
 import {
   type AuthenticatedKey,
   createHttpHandler,
+  type HttpHandler,
   type HttpOptions,
   type KeyService,
 } from '@keyward/core';
@@ -33,7 +34,7 @@ declare module 'fastify' {
      */
     requireApiKey: onRequestHookHandler;
     /** keyward's HTTP layer, for `keywardFrameworkErrors`. */
-    keyward: ReturnType<typeof createHttpHandler>;
+    keyward: HttpHandler<FastifyRequest>;
   }
   interface FastifyContextConfig {
     /** Guard this route with keyward: `{ config: { apiKey: true } }`, or, for a key that
@@ -44,7 +45,9 @@ declare module 'fastify' {
   }
 }
 
-export interface KeywardFastifyOptions extends HttpOptions {
+/** `authorize(request)` gets the `FastifyRequest`, with what the host's plugins decorated
+ * it with (`request.session`, `request.cookies`). */
+export interface KeywardFastifyOptions extends HttpOptions<FastifyRequest> {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
   /**
@@ -57,7 +60,7 @@ export interface KeywardFastifyOptions extends HttpOptions {
 }
 
 async function keywardPlugin(fastify: FastifyInstance, options: KeywardFastifyOptions) {
-  const http = createHttpHandler(options.service, options);
+  const http = createHttpHandler<FastifyRequest>(options.service, options);
   const guard = guardFor(http);
   fastify.decorateRequest('apiKey', null);
   fastify.decorate('requireApiKey', guard as onRequestHookHandler);
@@ -91,21 +94,24 @@ const fastifyMediaTypeErrors = new Set([
 ]);
 
 async function serve(
-  http: ReturnType<typeof createHttpHandler>,
+  http: HttpHandler<FastifyRequest>,
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<FastifyReply> {
-  const response = await http.handle({
-    method: request.method,
-    // The whole target: core reads the query (`?cascade=true`) and ignores a fragment.
-    path: request.url,
-    headers: request.headers,
-    // The stream itself, unread (the parser above leaves it): the leak alert route checks a
-    // signature over its raw bytes.
-    body: request.raw,
-    // request.ip follows Fastify's `trustProxy` option.
-    clientAddress: request.ip,
-  });
+  const response = await http.handle(
+    {
+      method: request.method,
+      // The whole target: core reads the query (`?cascade=true`) and ignores a fragment.
+      path: request.url,
+      headers: request.headers,
+      // The stream itself, unread (the parser above leaves it): the leak alert route checks
+      // a signature over its raw bytes.
+      body: request.raw,
+      // request.ip follows Fastify's `trustProxy` option.
+      clientAddress: request.ip,
+    },
+    request,
+  );
   return send(reply, response);
 }
 

@@ -1,11 +1,12 @@
 import { createKeyService, memoryStore } from '@keyward/core';
-import { describeHttpContract } from '@keyward/testing';
+import { describeHttpContract, describeSessionContract } from '@keyward/testing';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { startServer } from '../../../test/support/servers.js';
 import { keyward } from '../src/index.js';
 
 describeHttpContract('fastify', { startServer: startServer.fastify });
+describeSessionContract('fastify', { startServer: startServer.fastify });
 
 describe('fastify guard: host hooks that throw', () => {
   it('a throw on the slow path becomes one 500 from Fastify, and the server keeps serving', async () => {

@@ -8,7 +8,9 @@ import {
   type KeyService,
 } from '@keyward/core';
 
-export interface KeywardFetchOptions extends HttpOptions {
+/** `authorize(request)` gets the `Request` (or, through `handle`'s third argument, the
+ * framework's own context, as @keyward/hono passes Hono's `Context`). */
+export interface KeywardFetchOptions<R = Request> extends HttpOptions<R> {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
 }
@@ -45,7 +47,7 @@ export interface RawRequestParts {
   clientAddress?: string;
 }
 
-export interface KeywardFetch {
+export interface KeywardFetch<R = Request> {
   /** The mount path, without a trailing slash. */
   readonly mountPath: string;
   /**
@@ -53,7 +55,7 @@ export interface KeywardFetch {
    * included, in the shared envelope), `null` for any other, which is the host's to serve.
    * The body is read only after the key is verified and the media type accepted.
    */
-  handle(request: Request, raw?: RawRequestParts): Promise<Response | null>;
+  handle(request: Request, raw?: RawRequestParts, original?: R): Promise<Response | null>;
   /**
    * Guard for the host's own routes: the verified key, or the 401/403/429/503 to send in
    * the shared error envelope. A key with a rate limit also gets `headers` to add to the
@@ -80,27 +82,34 @@ export interface KeywardFetch {
  * };
  * ```
  */
-export function createFetchHandler(options: KeywardFetchOptions): KeywardFetch {
-  const http = createHttpHandler(options.service, options);
+export function createFetchHandler<R = Request>(options: KeywardFetchOptions<R>): KeywardFetch<R> {
+  const http = createHttpHandler<R>(options.service, options);
   const headerName = http.headerName;
 
-  async function handle(request: Request, raw: RawRequestParts = {}): Promise<Response | null> {
+  async function handle(
+    request: Request,
+    raw: RawRequestParts = {},
+    original?: R,
+  ): Promise<Response | null> {
     // The absolute URL as is: core reads an absolute-form target (scheme and authority
     // left on) as its path and query, with no URL parsed per request.
     const target = raw.target ?? request.url;
     if (!http.owns(target)) return null;
-    const response = await http.handle({
-      method: request.method,
-      path: target,
-      headers: raw.headers ?? headersOf(request.headers),
-      // A body something already read (a middleware's `await c.req.json()`) is gone:
-      // handed over as empty, core tells onError to mount keyward before the reader, where
-      // the stream would only throw an ERR_INVALID_STATE TypeError.
-      // The stream's bytes are handed on untouched: the leak alert route checks a
-      // signature over them.
-      body: request.bodyUsed ? noBody : (request.body ?? noBody),
-      ...(raw.clientAddress === undefined ? {} : { clientAddress: raw.clientAddress }),
-    });
+    const response = await http.handle(
+      {
+        method: request.method,
+        path: target,
+        headers: raw.headers ?? headersOf(request),
+        // A body something already read (a middleware's `await c.req.json()`) is gone:
+        // handed over as empty, core tells onError to mount keyward before the reader, where
+        // the stream would only throw an ERR_INVALID_STATE TypeError.
+        // The stream's bytes are handed on untouched: the leak alert route checks a
+        // signature over them.
+        body: request.bodyUsed ? noBody : (request.body ?? noBody),
+        ...(raw.clientAddress === undefined ? {} : { clientAddress: raw.clientAddress }),
+      },
+      original ?? (request as R),
+    );
     return toResponse(response);
   }
 
@@ -145,10 +154,19 @@ export function toResponse(response: HttpResponse): Response {
   return new Response(response.body, { status: response.status, headers: response.headers });
 }
 
-function headersOf(headers: Headers): HttpRequest['headers'] {
+function headersOf(request: Request): HttpRequest['headers'] {
   const record: HttpRequest['headers'] = {};
   // Names come lower-cased; repeated headers come joined with ", ", as Node joins them.
-  for (const [name, value] of headers) record[name] = value;
+  for (const [name, value] of request.headers) record[name] = value;
+  // A Request built in code (a runtime that hands none, a test) may carry no Host: its URL
+  // names the origin it was sent to, which the same-origin check of session writes reads.
+  if (record.host === undefined) {
+    try {
+      record.host = new URL(request.url).host;
+    } catch {
+      // Not an absolute URL: no Host, so a session write gets no same-origin pass by it.
+    }
+  }
   return record;
 }
 

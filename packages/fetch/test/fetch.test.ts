@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { createKeyService, memoryStore } from '@keyward/core';
-import { describeHttpContract } from '@keyward/testing';
+import { CHEAP_ARGON2, describeHttpContract } from '@keyward/testing';
 import { describe, expect, it } from 'vitest';
 import { createFetchHandler, type KeywardFetch, withLimitHeaders } from '../src/index.js';
 
@@ -109,5 +109,33 @@ describe('fetch: the handler on Request and Response alone', () => {
     expect(refused.ok || refused.response.headers.get('ratelimit')).toMatch(/^"window";r=4;t=/);
     expect((await auth.guard(request(), { cost: 4 })).ok).toBe(true);
     expect(() => auth.guard(request(), { cost: 0 })).toThrow(TypeError);
+  });
+});
+
+describe('fetch: authorize on a Request built in code (no Host header)', () => {
+  it('reads the origin from the URL: a same-origin write creates, a foreign Origin is 403', async () => {
+    const service = createKeyService({ store: memoryStore(), argon2: CHEAP_ARGON2 });
+    const auth = createFetchHandler({
+      service,
+      authorize: (request) =>
+        request.headers.get('cookie') === 'session=alice' ? { ownerId: 'alice' } : null,
+    });
+    const post = (origin: string) =>
+      auth.handle(
+        new Request('https://app.example/v1/api-keys', {
+          method: 'POST',
+          headers: { cookie: 'session=alice', origin, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'from the page' }),
+        }),
+      );
+    const own = await post('https://app.example');
+    expect(own?.status).toBe(201);
+    const foreign = await post('https://evil.example');
+    expect(foreign?.status).toBe(403);
+    expect(await foreign?.text()).toContain('"code":"forbidden_origin"');
+    expect((await service.list('alice')).map((k) => [k.name, k.createdBy])).toEqual([
+      ['from the page', null],
+    ]);
+    await service.close();
   });
 });

@@ -22,7 +22,9 @@ export interface KeywardEnv {
   Variables: { apiKey: AuthenticatedKey };
 }
 
-export interface KeywardHonoOptions extends HttpOptions {
+/** `authorize(c)` gets Hono's `Context`: read the session with `getCookie(c, …)` or
+ * `c.get(…)` from the host's own middleware. */
+export interface KeywardHonoOptions extends HttpOptions<Context> {
   /** The key service (from `createKeyService`) the routes and the guard use. */
   service: KeyService;
   /** The client's address, for the public leak report route's per-client rate limit.
@@ -53,7 +55,7 @@ export interface KeywardHono {
  * ```
  */
 export function keyward(options: KeywardHonoOptions): KeywardHono {
-  const handler = createFetchHandler(options);
+  const handler = createFetchHandler<Context>(options);
 
   const routes: MiddlewareHandler = async (c, next) => {
     const parts = nodeParts(c.env, c.req.raw) ?? {};
@@ -65,6 +67,7 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
     const response = await handler.handle(
       c.req.raw,
       clientAddress === undefined ? parts : { ...parts, clientAddress },
+      c,
     );
     if (response) return response;
     await next();

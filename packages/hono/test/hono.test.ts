@@ -1,9 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { type AuthenticatedKey, createKeyService, memoryStore } from '@keyward/core';
-import { describeHttpContract } from '@keyward/testing';
+import { describeHttpContract, describeSessionContract } from '@keyward/testing';
 import { Hono } from 'hono';
 import { describe, expect, expectTypeOf, it } from 'vitest';
+import { startServer } from '../../../test/support/servers.js';
 import { keyward } from '../src/index.js';
 
 async function listen(app: Hono): Promise<{ url: string; close(): Promise<void> }> {
@@ -36,6 +37,8 @@ describeHttpContract('hono', {
     return listen(app);
   },
 });
+
+describeSessionContract('hono', { startServer: startServer.hono });
 
 describe('hono: the guard and the routes in a host app', () => {
   it("types c.get('apiKey') as the authenticated key, and leaves other routes to the host", async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  type AuthorizedUser,
   createKeyService,
   type ErrorCode,
   errorCodes,
@@ -22,6 +23,7 @@ import {
 } from './http-client.js';
 import { describeLifecycleContract } from './http-contract-lifecycle.js';
 import { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
+import { type OpenApiResponseCheck, openApiResponseChecker } from './openapi-check.js';
 
 export interface RunningServer {
   /** `http://127.0.0.1:<port>` */
@@ -43,6 +45,11 @@ export interface ServerSetup {
   /** A host route behind the guard with these scopes (`requireApiKey({ scopes })`). */
   scopedPath: string;
   scopes: readonly string[];
+  /**
+   * The host's sign-in, when the suite tests it: the host app passes keyward
+   * `authorize: (request) => signIn(<the request's Cookie header>)` and `dashboard: true`.
+   */
+  signIn?: (cookie: string | undefined) => AuthorizedUser | null | Promise<AuthorizedUser | null>;
 }
 
 export interface HttpContractOptions {
@@ -82,6 +89,7 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
     /** Every response of the suite, for the secret-hygiene check at the end. */
     const seen: Array<{ label: string; text: string }> = [];
     const createdKeys: string[] = [];
+    let matchesApi: OpenApiResponseCheck = () => ['the API description was not loaded'];
     /** Keys the lifecycle group made through the service, not over HTTP. */
     const programmaticKeys = new Set<string>();
 
@@ -106,6 +114,10 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
         scopedPath: SCOPED_PATH,
         scopes: SCOPED_PATH_SCOPES,
       });
+      // The document as this server serves it, without a key.
+      const described = await sendRequest(server.url, { path: `${BASE}/openapi.json` });
+      expect(described.status).toBe(200);
+      matchesApi = openApiResponseChecker(described.json as Record<string, unknown>);
     });
 
     afterAll(async () => {
@@ -116,6 +128,11 @@ export function describeHttpContract(name: string, options: HttpContractOptions)
 
     async function call(req: TestRequest): Promise<TestResponse> {
       const res = await sendRequest(server.url, req);
+      // Every answer under the mount path must be one the API description promises.
+      const method = req.method ?? 'GET';
+      expect(matchesApi({ method, path: req.path, status: res.status, json: res.json })).toEqual(
+        [],
+      );
       seen.push({
         label: `${req.method ?? 'GET'} ${req.path} -> ${res.status}`,
         text: `${JSON.stringify(res.headers)}\n${res.text}`,

@@ -16,7 +16,9 @@ export {
   type StoreUnderTest,
 } from './http-contract.js';
 export { describeLifecycleContract, type LifecycleContext } from './http-contract-lifecycle.js';
+export { describeSessionContract, type SessionContractOptions } from './http-session-contract.js';
 export { CREATE_FIELDS, KEY_FIELDS } from './key-fields.js';
+export { type OpenApiResponseCheck, openApiResponseChecker } from './openapi-check.js';
 export { requireServices, serviceUnavailable } from './services.js';
 export {
   describeCap,

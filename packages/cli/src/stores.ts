@@ -93,8 +93,11 @@ async function openPostgres(
   config: StoreConfig,
   onError: (error: unknown) => void,
 ): Promise<OpenedStore> {
-  const [{ default: pg }, { Kysely, PostgresDialect, sql }, { kyselyStore, migrate, postgresBus }] =
-    await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
+  const [
+    { default: pg },
+    { Kysely, PostgresDialect, sql },
+    { kyselyStore, migrate, postgresBus, postgresLogBus },
+  ] = await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
   const where = `Postgres at ${redactUrl(config.databaseUrl)}`;
   const pool = new pg.Pool({
     connectionString: config.databaseUrl,
@@ -120,9 +123,11 @@ async function openPostgres(
     // Never called: the CLI only publishes (pg_notify through the pool).
     connect: () => Promise.reject(new Error('the keyward CLI does not listen')),
   });
+  // Apps on the log bus replay from the log (the table migrate() makes), not the channel.
+  const log = postgresLogBus({ db, onError });
   return {
     store: kyselyStore(db),
-    bus: publishOnly(bus),
+    bus: publishToBoth(bus, log, `the invalidation log on ${where}`, onError),
     migrate: async () => {
       await migrate(db);
       return `the keyward table on ${where} is up to date`;
@@ -135,10 +140,8 @@ async function openRedis(
   config: StoreConfig,
   onError: (error: unknown) => void,
 ): Promise<OpenedStore> {
-  const [{ Redis }, { redisStore, redisBus, migrateRedisStore }] = await Promise.all([
-    import('ioredis'),
-    import('@keyward/redis'),
-  ]);
+  const [{ Redis }, { redisStore, redisBus, redisStreamBus, migrateRedisStore }] =
+    await Promise.all([import('ioredis'), import('@keyward/redis')]);
   const where = `Redis at ${redactUrl(config.redisUrl)}`;
   const client = new Redis(config.redisUrl, {
     lazyConnect: true,
@@ -170,7 +173,12 @@ async function openRedis(
   const subscriber = client.duplicate({ lazyConnect: true });
   return {
     store: redisStore(client),
-    bus: publishOnly(redisBus({ publisher: client, subscriber, onError })),
+    bus: publishToBoth(
+      redisBus({ publisher: client, subscriber, onError }),
+      redisStreamBus({ publisher: client, subscriber, onError }),
+      `the invalidation stream on ${where}`,
+      onError,
+    ),
     migrate: async () => {
       const moved = await migrateRedisStore(client);
       return `the keyward keys on ${where} are in the current layout (${moved.records} records moved)`;
@@ -198,10 +206,32 @@ async function withinDeadline<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** A bus that publishes and never listens: a command changes keys but caches none. */
-function publishOnly(bus: InvalidationBus): InvalidationBus {
+/**
+ * A bus that publishes and never listens (a command changes keys but caches none), on both
+ * kinds an app may listen on: the pub/sub channel, and the replayable log that the apps
+ * with a stated revocation bound read. The CLI cannot tell which one the apps use, so it
+ * writes to both, under their default names; an app applies an event twice at no cost.
+ * The log write failing (a store whose log was never migrated) is reported, not fatal:
+ * the channel still carried the event.
+ */
+function publishToBoth(
+  channel: InvalidationBus,
+  log: InvalidationBus,
+  logName: string,
+  onError: (error: unknown) => void,
+): InvalidationBus {
   return {
-    publish: (event) => bus.publish(event),
+    async publish(event) {
+      const [sent, logged] = await Promise.allSettled([channel.publish(event), log.publish(event)]);
+      if (sent.status === 'rejected') throw sent.reason;
+      if (logged.status === 'rejected') {
+        onError(
+          new Error(
+            `could not append to ${logName} (${reason(logged.reason)}); apps on a log bus drop the key only at their cache TTL. Run keyward migrate.`,
+          ),
+        );
+      }
+    },
     subscribe: async () => async () => {},
   };
 }

@@ -6,8 +6,10 @@ import { withService } from '../session.js';
 
 export const revokeHelp = `Usage: keyward revoke --owner <id> <keyId> [--cascade]
 
-Deletes a key for good. Apps sharing the store through its bus (Postgres LISTEN/NOTIFY,
-Redis pub/sub) drop it at once; others within their cache TTL. Prints the revoked ids.
+Deletes a key for good. Apps sharing the store through a bus drop it at once: the CLI
+publishes on the pub/sub channel (Postgres LISTEN/NOTIFY, Redis pub/sub) and appends to
+the invalidation log (its Postgres table, its Redis Stream), under their default names.
+Apps with no bus drop it within their cache TTL. Prints the revoked ids.
 Exit 1 if the account holds no key with that id.
 
   --owner <id>   the account that owns the key

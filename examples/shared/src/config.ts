@@ -3,11 +3,17 @@ import { type HttpOptions, readGitHubPublicKeys } from '@keyward/core';
 
 export type StoreKind = 'memory' | 'pglite' | 'postgres' | 'redis';
 const storeKinds: readonly StoreKind[] = ['memory', 'pglite', 'postgres', 'redis'];
+export type BusKind = 'pubsub' | 'log';
+const busKinds: readonly BusKind[] = ['pubsub', 'log'];
 
 export interface ExampleConfig {
   port: number;
   host: string;
   store: StoreKind;
+  /** KEYWARD_BUS, on Postgres and Redis: `pubsub` (LISTEN/NOTIFY, Redis pub/sub; the
+   * default) or `log` (the replayable invalidation log: a revocation anywhere is refused
+   * here within maxStalenessMs, 5 s, or cached keys are re-checked against the store). */
+  bus: BusKind;
   /** Where PGlite keeps its files. */
   dataDir: string;
   databaseUrl: string;
@@ -42,6 +48,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
       `KEYWARD_STORE must be one of ${storeKinds.join(', ')}; got ${JSON.stringify(env.KEYWARD_STORE)}.`,
     );
   }
+  const bus = (env.KEYWARD_BUS ?? 'pubsub') as BusKind;
+  if (!busKinds.includes(bus)) {
+    throw new Error(
+      `KEYWARD_BUS must be one of ${busKinds.join(', ')}; got ${JSON.stringify(env.KEYWARD_BUS)}.`,
+    );
+  }
   const shutdownGraceMs = Number(env.KEYWARD_SHUTDOWN_GRACE_MS ?? 2000);
   if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) {
     throw new Error(
@@ -64,6 +76,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ExampleConfig 
     port,
     host: env.HOST ?? '127.0.0.1',
     store,
+    bus,
     dataDir: resolve(env.KEYWARD_DATA_DIR ?? '.data/pglite'),
     databaseUrl: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',

@@ -66,8 +66,11 @@ async function openPostgres(
   config: ExampleConfig,
   onError: (e: unknown) => void,
 ): Promise<OpenedStore> {
-  const [{ default: pg }, { Kysely, PostgresDialect }, { kyselyStore, migrate, postgresBus }] =
-    await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
+  const [
+    { default: pg },
+    { Kysely, PostgresDialect },
+    { kyselyStore, migrate, postgresBus, postgresLogBus },
+  ] = await Promise.all([import('pg'), import('kysely'), import('@keyward/kysely')]);
   // Without a connect timeout, a connect to an unreachable server waits for the kernel's
   // TCP timeout (minutes) and the requests queued behind it wait just as long.
   const pool = new pg.Pool({
@@ -86,7 +89,8 @@ async function openPostgres(
   // LISTEN needs a connection of its own, outside the pool. The bus opens it, and opens
   // another when it drops (then the service empties its cache: events were missed); it
   // ends it when the service closes.
-  const bus = postgresBus({
+  const makeBus = config.bus === 'log' ? postgresLogBus : postgresBus;
+  const bus = makeBus({
     db,
     onError,
     connect: async () => {
@@ -101,7 +105,7 @@ async function openPostgres(
   return {
     store: kyselyStore(db),
     bus,
-    label: `Postgres at ${redactUrl(config.databaseUrl)}`,
+    label: `Postgres at ${redactUrl(config.databaseUrl)}${config.bus === 'log' ? ', invalidation log' : ''}`,
     close: async () => {
       await db.destroy();
     },
@@ -112,7 +116,7 @@ async function openRedis(
   config: ExampleConfig,
   onError: (e: unknown) => void,
 ): Promise<OpenedStore> {
-  const [{ Redis }, { redisStore, redisBus }] = await Promise.all([
+  const [{ Redis }, { redisStore, redisBus, redisStreamBus }] = await Promise.all([
     import('ioredis'),
     import('@keyward/redis'),
   ]);
@@ -128,8 +132,12 @@ async function openRedis(
   await client.ping();
   return {
     store: redisStore(client),
-    bus: redisBus({ publisher: client, subscriber, onError }),
-    label: `Redis at ${redactUrl(config.redisUrl)}`,
+    bus: (config.bus === 'log' ? redisStreamBus : redisBus)({
+      publisher: client,
+      subscriber,
+      onError,
+    }),
+    label: `Redis at ${redactUrl(config.redisUrl)}${config.bus === 'log' ? ', invalidation log' : ''}`,
     close: async () => {
       subscriber.disconnect();
       await client.quit();

@@ -1,8 +1,8 @@
 /**
  * Exactness of a key's rate limit on one instance, over loopback HTTP (docs/design.md, "Rate
- * limits and credits"): a key with limit 100 per 10 s, hammered by 50 connections for three
- * whole windows, gets exactly 100 admitted in each, and every refusal is a 429 with the
- * header fields and a Retry-After of at least 1.
+ * limits and credits"): a key with limit 100 per 10 s (2 s in `pnpm test`, see WINDOW_SEC),
+ * hammered by 50 connections for three whole windows, gets exactly 100 admitted in each,
+ * and every refusal is a 429 with the header fields and a Retry-After of at least 1.
  */
 import { createKeyService, memoryStore } from '@keyward/core';
 import { CHEAP_ARGON2, type RunningServer } from '@keyward/testing';
@@ -11,7 +11,9 @@ import { limitClient, readRateLimit, sleep, windowOf } from './support/limit-cli
 import { startServer, TIMED_PATH } from './support/servers.js';
 
 const LIMIT = 100;
-const WINDOW_SEC = 10;
+/** The issue's figure is 10 s windows (`KEYWARD_LIMIT_WINDOW_SEC=10`, about 80 s for the
+ * file); `pnpm test` hammers 2 s windows, the same check at a fifth of the time. */
+const WINDOW_SEC = Number(process.env.KEYWARD_LIMIT_WINDOW_SEC ?? 2);
 const WINDOWS = 3;
 const CONNECTIONS = 50;
 const GUARDED_PATH = '/test/protected';
@@ -83,6 +85,6 @@ describe.each(['express', 'fastify'] as const)('%s: rate limit exactness', (adap
       const counts = Array.from({ length: WINDOWS }, (_, i) => admitted.get(first + i * size));
       expect(counts).toEqual(Array.from({ length: WINDOWS }, () => LIMIT));
     },
-    (WINDOWS + 2) * WINDOW_SEC * 1000,
+    (WINDOWS + 2) * WINDOW_SEC * 1000 + 10_000,
   );
 });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CHECKSUM_LENGTH } from '@keyward/core';
 import { sendRequest } from '@keyward/testing';
@@ -10,10 +11,10 @@ import { type RunningExample, startExample } from './support/example-process.js'
 // The dashboard page in real headless Chromium (Debian's, driven by playwright-core), on the
 // Express and Fastify examples: sign in, create (shown once, copied, gone after dismissal
 // and reload), rename, roll, revoke with cascade, the same keys over plain HTTP, a
-// keyboard-only create, axe in light and dark, no console error, failed request or CSP
-// violation. One browser for the whole file: CPU is scarce. What runs in the page is
+// keyboard-only create, a key with a rate limit and credits, a leaked key's warning and its
+// roll, axe in light and dark, no console error, failed request or CSP violation. One browser for the whole file: CPU is scarce. What runs in the page is
 // passed as source text: this file is typechecked without the DOM library.
-// KEYWARD_SCREENSHOTS=1 also writes docs/dashboard-{light,dark}.png.
+// KEYWARD_SCREENSHOTS=1 also writes docs/dashboard-{light,dark,leaked}.png.
 
 const CHROMIUM = '/usr/bin/chromium';
 const axeSource = readFileSync(
@@ -218,6 +219,9 @@ describe.each(['express', 'fastify'] as const)(
       await page.keyboard.press('Tab');
       expect(await focused()).toBe('create-scopes');
       await page.keyboard.type('api_keys:read');
+      // The optional limits wait, folded, between the fields and the button.
+      await page.keyboard.press('Tab');
+      expect(await focused()).toBe('create-limits');
       await page.keyboard.press('Tab');
       await page.keyboard.press('Enter');
       await page.locator('#raw-key').waitFor();
@@ -236,9 +240,92 @@ describe.each(['express', 'fastify'] as const)(
       expect((await http(app, key, '/v1/api-keys')).status).toBe(200);
     });
 
+    it('creates a key with a rate limit and credits; reported leaked, it shows a warning, and Roll now replaces it', async () => {
+      await page.reload();
+      await page.locator('#keys-status').filter({ hasText: '2 keys.' }).waitFor();
+      await page.getByLabel('Name', { exact: true }).fill('Exposed key');
+      await page.locator('#create-limits').click();
+      await page.getByLabel('Requests per window').fill('100');
+      await page.getByLabel('Window, in seconds').fill('3600');
+      await page.getByLabel('Credits', { exact: true }).fill('500');
+      await page.getByLabel('Refill to').fill('1000');
+      await page.getByLabel('Refill every').selectOption('month');
+      await page.getByRole('button', { name: 'Create key' }).click();
+      const shown = page.locator('#raw-key');
+      await shown.waitFor();
+      const exposed = (await shown.textContent()) ?? '';
+      await page.getByRole('button', { name: /hide the key/ }).click();
+      const row = page.locator('tbody tr', { hasText: 'Exposed key' });
+      await expect.poll(() => row.count()).toBe(1);
+      expect(await row.textContent()).toContain('100 per hour');
+      expect(await row.textContent()).toMatch(/500 left, refilled to 1\D?000 each month/);
+      // The limit holds on the host's routes.
+      const used = await http(app, exposed);
+      expect(used.status).toBe(200);
+      expect(used.headers['ratelimit-policy']).toBe('"window";q=100;w=3600');
+
+      // Reported on the public route: checked after the answer, so the page is reloaded
+      // until the mark shows.
+      const reported = await sendRequest(app.url, {
+        method: 'POST',
+        path: '/v1/api-keys/report-leak',
+        body: { keys: [exposed] },
+      });
+      expect(reported.status).toBe(202);
+      const warning = page.locator('.leak-warning');
+      for (let i = 0; i < 50 && (await warning.count()) === 0; i++) {
+        await sleep(100);
+        await page.reload();
+        await page.locator('#keys-status').filter({ hasText: '3 keys.' }).waitFor();
+      }
+      expect(await warning.count()).toBe(1);
+      expect(await warning.getByRole('heading').textContent()).toBe('Leaked key: Exposed key');
+      const said = (await warning.textContent()) ?? '';
+      expect(said).toMatch(/Reported leaked by a public report on \w+ \d+, \d{4}/);
+      expect(said).toMatch(/stops working in (60 minutes|1 hour)/);
+      expect(await row.locator('.badge').textContent()).toBe('Leaked');
+      // It still works on the host's routes until then, but manages nothing.
+      expect((await http(app, exposed)).status).toBe(200);
+      expect((await http(app, exposed, '/v1/api-keys')).status).toBe(403);
+
+      for (const colorScheme of ['light', 'dark'] as const) {
+        await page.emulateMedia({ colorScheme });
+        expect(await axe(page)).toEqual([]);
+        if (process.env.KEYWARD_SCREENSHOTS === '1' && framework === 'express') {
+          if (colorScheme === 'light') {
+            await page.screenshot({ path: `${docs}dashboard-leaked.png`, fullPage: true });
+          }
+        }
+      }
+      await page.emulateMedia({ colorScheme: 'light' });
+
+      await page.getByRole('button', { name: 'Roll now, Exposed key' }).click();
+      expect(await page.locator('#roll-leak-note').textContent()).toMatch(
+        /reported leaked: it stops working in (60 minutes|1 hour) at the latest/,
+      );
+      await page.getByLabel('Grace period').selectOption('0');
+      await page.getByRole('dialog').getByRole('button', { name: 'Roll key', exact: true }).click();
+      await shown.waitFor();
+      const successor = (await shown.textContent()) ?? '';
+      expect(successor).not.toBe(exposed);
+      expect(await page.evaluate<string>("document.activeElement?.id ?? ''")).toBe('copy-key');
+      await page.getByRole('button', { name: /hide the key/ }).click();
+      // The leaked key stopped at once (no grace): no warning left; its successor works,
+      // with the same limit.
+      expect(await warning.count()).toBe(0);
+      await expect.poll(async () => (await http(app, exposed)).status).toBe(401);
+      const next = await http(app, successor);
+      expect(next.status).toBe(200);
+      expect(next.headers['ratelimit-policy']).toBe('"window";q=100;w=3600');
+      const rows = page.locator('tbody tr', { hasText: 'Exposed key' });
+      expect(await rows.count()).toBe(2);
+      expect(await rows.filter({ hasText: 'Expired' }).locator('.badge').count()).toBe(1);
+      expect(await rows.filter({ hasNotText: 'Expired' }).textContent()).toContain('100 per hour');
+    });
+
     it('has no serious or critical axe violation in light and dark, and fits 360 px', async () => {
       await page.reload();
-      await expect.poll(() => page.locator('tbody tr').count()).toBe(2);
+      await expect.poll(() => page.locator('tbody tr').count()).toBe(4);
       for (const colorScheme of ['light', 'dark'] as const) {
         await page.emulateMedia({ colorScheme });
         expect(await axe(page)).toEqual([]);

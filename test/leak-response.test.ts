@@ -8,7 +8,7 @@ import {
   type LeakEvent,
   memoryStore,
 } from '@keyward/core';
-import { CHEAP_ARGON2, sendRequest } from '@keyward/testing';
+import { CHEAP_ARGON2, openApiResponseChecker, sendRequest } from '@keyward/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServer } from './support/servers.js';
 
@@ -59,14 +59,22 @@ async function host(adapter: keyof typeof startServer, store: KeyStore, events: 
     httpOptions: LEAK_ROUTES,
   });
   closers.push(() => service.close(), server.close);
-  return { service, url: server.url };
+  // The document this host serves lists both leak routes: their answers must match it.
+  const described = await sendRequest(server.url, { path: '/v1/api-keys/openapi.json' });
+  const check = openApiResponseChecker(described.json as Record<string, unknown>);
+  const matchesApi = (
+    method: string,
+    path: string,
+    answer: { status: number; json: unknown },
+  ): string[] => check({ method, path, status: answer.status, json: answer.json });
+  return { service, url: server.url, matchesApi };
 }
 
 describe.each(['express', 'fastify', 'hono'] as const)('leak response over %s', (adapter) => {
   it('verifies the signature over the raw bytes and quarantines a real key; a tampered body is 401', async () => {
     const { inner, store } = countingStore();
     const events: LeakEvent[] = [];
-    const { service, url } = await host(adapter, store, events);
+    const { service, url, matchesApi } = await host(adapter, store, events);
     const real = await service.create('acct_1', 'prod');
     // Spacing and an escaped character that a parse-and-serialize would not give back: the
     // signature holds only over the bytes as sent.
@@ -85,6 +93,7 @@ describe.each(['express', 'fastify', 'hono'] as const)('leak response over %s', 
       body: body.replace('content', 'CONTENT'),
     });
     expect(tampered.status).toBe(401);
+    expect(matchesApi('POST', '/v1/api-keys/leaks/github', tampered)).toEqual([]);
     expect(inner.snapshot()[0]?.leakedAt).toBeNull();
 
     const answer = await sendRequest(url, {
@@ -94,6 +103,7 @@ describe.each(['express', 'fastify', 'hono'] as const)('leak response over %s', 
       body,
     });
     expect(answer.status).toBe(200);
+    expect(matchesApi('POST', '/v1/api-keys/leaks/github', answer)).toEqual([]);
     expect(answer.json).toEqual([
       {
         token_hash: createHash('sha256').update(real.rawKey).digest('hex'),
@@ -113,7 +123,7 @@ describe.each(['express', 'fastify', 'hono'] as const)('leak response over %s', 
 
   it('the report route answers the same bytes for a real key and a fake one', async () => {
     const { inner, store } = countingStore();
-    const { service, url } = await host(adapter, store, []);
+    const { service, url, matchesApi } = await host(adapter, store, []);
     const real = await service.create('acct_1', 'prod');
     const send = (key: string) =>
       sendRequest(url, { method: 'POST', path: '/v1/api-keys/report-leak', body: { keys: [key] } });
@@ -124,6 +134,7 @@ describe.each(['express', 'fastify', 'hono'] as const)('leak response over %s', 
       return rest;
     };
     expect(forReal.status).toBe(202);
+    expect(matchesApi('POST', '/v1/api-keys/report-leak', forReal)).toEqual([]);
     expect([forFake.status, forFake.text, strip(forFake.headers)]).toEqual([
       forReal.status,
       forReal.text,
@@ -137,7 +148,7 @@ describe.each(['express', 'fastify', 'hono'] as const)('leak response over %s', 
 describe('leak response: a report flood from one client', () => {
   it('is held to 10 requests a minute, and guarded traffic all goes through meanwhile', async () => {
     const { store, reads } = countingStore();
-    const { service, url } = await host('express', store, []);
+    const { service, url, matchesApi } = await host('express', store, []);
     const real = await service.create('acct_1', 'prod');
     const guarded = () =>
       sendRequest(url, { path: '/test/me', headers: { 'X-API-Key': real.rawKey } });
@@ -159,6 +170,8 @@ describe('leak response: a report flood from one client', () => {
     const statuses = reports.map((r) => r.status);
     expect(statuses.filter((s) => s === 202)).toHaveLength(10);
     expect(statuses.filter((s) => s === 429)).toHaveLength(290);
+    const refused = reports.find((r) => r.status === 429);
+    expect(refused && matchesApi('POST', '/v1/api-keys/report-leak', refused)).toEqual([]);
     expect(answers.every((a) => a.status === 200)).toBe(true);
     // Let the background checks finish: at most the 10 admitted requests' keys were read.
     for (let last = -1; reads() !== last; ) {

@@ -37,6 +37,7 @@ describe('the OpenAPI document', () => {
       mountPath: '/admin/keys/',
       headerName: 'X-Service-Token',
       dashboard: true,
+      leaks: { github: true, reportRoute: true },
     }) as {
       paths: Record<string, unknown>;
       components: { securitySchemes: { apiKey: { name: string } } };
@@ -44,7 +45,9 @@ describe('the OpenAPI document', () => {
     expect(Object.keys(document.paths).sort()).toEqual([
       '/admin/keys',
       '/admin/keys/dashboard',
+      '/admin/keys/leaks/github',
       '/admin/keys/openapi.json',
+      '/admin/keys/report-leak',
       '/admin/keys/{id}',
       '/admin/keys/{id}/roll',
     ]);
@@ -71,7 +74,11 @@ describe('the OpenAPI document', () => {
     ]);
     expect(codes('/v1/api-keys', 'get', '403')).toEqual(['insufficient_scope']);
     expect(codes('/v1/api-keys', 'post', '400')).toEqual(['invalid_json', 'invalid_request']);
-    expect(codes('/v1/api-keys/{id}', 'patch', '429')).toEqual(['rate_limited']);
+    expect(codes('/v1/api-keys/{id}', 'patch', '429')).toEqual([
+      'rate_limited',
+      'credits_exhausted',
+    ]);
+    expect(codes('/v1/api-keys', 'get', '429')).toEqual(['rate_limited', 'credits_exhausted']);
     expect(codes('/v1/api-keys/{id}/roll', 'post', '409')).toEqual(['key_limit_reached']);
   });
 
@@ -88,6 +95,10 @@ describe('the OpenAPI document', () => {
       scopes: ['*'],
       metadata: {},
       createdBy: null,
+      rateLimit: null,
+      credits: null,
+      leakedAt: null,
+      leakSource: null,
     };
     expect(
       check({
@@ -126,5 +137,83 @@ describe('the OpenAPI document', () => {
     ).not.toEqual([]);
     // Outside the mount path: not the document's business.
     expect(check({ method: 'GET', path: '/v1/hello', status: 200, json: {} })).toEqual([]);
+  });
+
+  it('documents the limit fields with their ranges, and the limit headers on key routes only', () => {
+    const check = openApiDocument({ leaks: { github: true, reportRoute: true } });
+    const matches = openApiResponseChecker(check);
+    const key = {
+      id: 'k_1',
+      name: 'a',
+      keyPrefix: 'kw_',
+      keySuffix: 'abcd',
+      lastUsedAt: null,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      expiresAt: '2026-01-01T01:00:00.000Z',
+      scopes: ['*'],
+      metadata: {},
+      createdBy: null,
+      rateLimit: { limit: 100, windowSec: 60 },
+      credits: { remaining: 0, refill: { amount: 5, every: 'month' }, strict: false },
+      leakedAt: '2026-01-01T00:00:00.000Z',
+      leakSource: 'github',
+    };
+    const list = (data: unknown) =>
+      matches({ method: 'GET', path: '/v1/api-keys', status: 200, json: { success: true, data } });
+    expect(list([key])).toEqual([]);
+    expect(list([{ ...key, rateLimit: { limit: 0, windowSec: 60 } }])).not.toEqual([]);
+    expect(list([{ ...key, rateLimit: { limit: 1, windowSec: 86_401 } }])).not.toEqual([]);
+    expect(
+      list([
+        { ...key, credits: { remaining: 1, refill: { amount: 1, every: 'week' }, strict: true } },
+      ]),
+    ).not.toEqual([]);
+    // An answer always shows every credits field.
+    expect(list([{ ...key, credits: { remaining: 1 } }])).not.toEqual([]);
+    const doc = check as {
+      paths: Record<string, Record<string, Record<string, unknown>>>;
+    };
+    const responses = (path: string, method: string) =>
+      doc.paths[path]?.[method]?.responses as Record<string, { headers?: Record<string, unknown> }>;
+    expect(Object.keys(responses('/v1/api-keys', 'get')['200']?.headers ?? {})).toEqual([
+      'RateLimit-Policy',
+      'RateLimit',
+    ]);
+    expect(Object.keys(responses('/v1/api-keys', 'get')['429']?.headers ?? {})).toEqual([
+      'Retry-After',
+      'RateLimit-Policy',
+      'RateLimit',
+    ]);
+    expect(responses('/v1/api-keys', 'get')['401']?.headers).not.toHaveProperty('RateLimit');
+    // The leak routes take no key: no security, no key errors, no limit headers.
+    const github = doc.paths['/v1/api-keys/leaks/github']?.post as {
+      security: unknown[];
+      responses: Record<string, { headers?: Record<string, unknown> }>;
+    };
+    expect(github.security).toEqual([]);
+    expect(Object.keys(github.responses).sort()).toEqual(
+      ['200', '400', '401', '413', '500', '503', 'default'].sort(),
+    );
+    expect(github.responses['200']?.headers).toBeUndefined();
+    expect(
+      matches({
+        method: 'POST',
+        path: '/v1/api-keys/leaks/github',
+        status: 401,
+        json: { success: false, error: { code: 'invalid_signature', message: 'x' } },
+      }),
+    ).toEqual([]);
+    expect(
+      matches({
+        method: 'POST',
+        path: '/v1/api-keys/report-leak',
+        status: 202,
+        json: { success: true, data: { received: 2 } },
+      }),
+    ).toEqual([]);
+    // Not served, not documented.
+    expect(Object.keys((openApiDocument() as typeof doc).paths)).not.toContain(
+      '/v1/api-keys/report-leak',
+    );
   });
 });

@@ -4,7 +4,13 @@
  * management routes counting too, and the fields over HTTP.
  */
 import { createKeyService, memoryStore } from '@keyward/core';
-import { CHEAP_ARGON2, type RunningServer, sendRequest } from '@keyward/testing';
+import {
+  CHEAP_ARGON2,
+  type OpenApiResponseCheck,
+  openApiResponseChecker,
+  type RunningServer,
+  sendRequest,
+} from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COSTLY_COST, COSTLY_PATH, startServer } from './support/servers.js';
 
@@ -17,8 +23,15 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
   const get = (path: string, rawKey: string) =>
     sendRequest(server.url, { method: 'GET', path, headers: { 'X-API-Key': rawKey } });
 
+  let check: OpenApiResponseCheck;
+  /** The management answer is one the served OpenAPI document describes. */
+  const documented = (method: string, path: string, res: { status: number; json: unknown }) =>
+    expect(check({ method, path, status: res.status, json: res.json })).toEqual([]);
+
   beforeAll(async () => {
     server = await startServer[adapter]({ service, guardedPath: GUARDED_PATH });
+    const described = await sendRequest(server.url, { path: `${BASE}/openapi.json` });
+    check = openApiResponseChecker(described.json as Record<string, unknown>);
   });
   afterAll(async () => {
     await server?.close();
@@ -62,12 +75,16 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
     });
     const list = await get(BASE, rawKey);
     expect(list.status).toBe(200);
+    documented('GET', BASE, list);
     expect((await get(GUARDED_PATH, rawKey)).status).toBe(200);
     const refused = await get(GUARDED_PATH, rawKey);
     expect(refused.status).toBe(429);
     expect(refused.json).toMatchObject({ error: { code: 'credits_exhausted' } });
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    expect((await get(BASE, rawKey)).status).toBe(429);
+    const spent = await get(BASE, rawKey);
+    expect(spent.status).toBe(429);
+    expect(spent.json).toMatchObject({ error: { code: 'credits_exhausted' } });
+    documented('GET', BASE, spent);
   });
 
   it('create and PATCH over HTTP set and clear the fields; a limited key may not', async () => {
@@ -85,8 +102,15 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
       credits: { remaining: 9, refill: { amount: 9, every: 'day' }, strict: true },
     });
     expect(created.status).toBe(201);
+    documented('POST', BASE, created);
     const data = (created.json as { data: Record<string, unknown> }).data;
-    expect(Object.keys(data).slice(-3)).toEqual(['createdBy', 'rateLimit', 'credits']);
+    expect(Object.keys(data).slice(-5)).toEqual([
+      'createdBy',
+      'rateLimit',
+      'credits',
+      'leakedAt',
+      'leakSource',
+    ]);
     expect(data).toMatchObject({
       rateLimit: { limit: 5, windowSec: 60 },
       credits: { remaining: 9, refill: { amount: 9, every: 'day' }, strict: true },
@@ -96,12 +120,16 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
       rateLimit: { limit: 5, windowSec: 0 },
     });
     expect(bad.status).toBe(400);
+    documented('POST', BASE, bad);
     expect(bad.json).toMatchObject({ error: { code: 'invalid_request' } });
     const limitedRaw = String(data.rawKey);
     // A limited key cannot mint keys or raise limits: both would escape its own.
     const minted = await send('POST', BASE, limitedRaw, { name: 'escape' });
     expect(minted.status).toBe(403);
     expect(minted.json).toMatchObject({ error: { code: 'insufficient_scope' } });
+    documented('POST', BASE, minted);
+    // Past the limit check, the refusal still carries the key's limit fields.
+    expect(minted.headers['ratelimit-policy']).toBe('"window";q=5;w=60');
     const raise = await send('PATCH', `${BASE}/${String(data.id)}`, limitedRaw, {
       credits: { remaining: 1_000_000 },
     });
@@ -111,6 +139,7 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
       credits: null,
     });
     expect(cleared.status).toBe(200);
+    documented('PATCH', `${BASE}/${String(data.id)}`, cleared);
     expect(cleared.json).toMatchObject({ data: { rateLimit: null, credits: null } });
     expect((await get(GUARDED_PATH, limitedRaw)).headers.ratelimit).toBeUndefined();
   });

@@ -14,6 +14,14 @@ interface ApiKey {
   createdAt: string;
   expiresAt: string | null;
   scopes: string[];
+  rateLimit: { limit: number; windowSec: number } | null;
+  credits: {
+    remaining: number;
+    refill: { amount: number; every: 'day' | 'month' } | null;
+    strict: boolean;
+  } | null;
+  leakedAt: string | null;
+  leakSource: string | null;
 }
 
 interface Column {
@@ -30,16 +38,37 @@ const listStatus = $('keys-status');
 const tableBody = $<HTMLTableSectionElement>('keys-body');
 const table = $<HTMLTableElement>('keys');
 const announcer = $('reveal-region');
+const leakWarnings = $('leak-warnings');
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  dateStyle: 'medium',
+  timeStyle: 'short',
+});
 const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const numberFormat = new Intl.NumberFormat();
+const windowNames: Record<number, string> = {
+  1: 'second',
+  60: 'minute',
+  3600: 'hour',
+  86400: 'day',
+};
 
 /**
  * The list's columns, in order: header, cell and the narrow layout's labels all come from
  * here, so a new key field is one more entry.
  */
 const columns: Column[] = [
-  { label: 'Name', cell: (key) => text(key.name, 'name') },
+  {
+    label: 'Name',
+    cell: (key) => {
+      const name = text(key.name, 'name');
+      if (!key.leakedAt) return name;
+      const box = el('span', { class: 'name-cell' }, name);
+      box.append(el('span', { class: 'badge' }, 'Leaked'));
+      return box;
+    },
+  },
   { label: 'Key', cell: (key) => el('code', {}, `${key.keyPrefix}…${key.keySuffix}`) },
   {
     label: 'Created',
@@ -56,6 +85,28 @@ const columns: Column[] = [
       if (!key.expiresAt) return text('Never');
       const past = Date.parse(key.expiresAt) <= Date.now();
       return time(key.expiresAt, `${past ? 'Expired ' : ''}${relative(key.expiresAt)}`);
+    },
+  },
+  {
+    label: 'Rate limit',
+    cell: (key) =>
+      key.rateLimit
+        ? text(
+            `${numberFormat.format(key.rateLimit.limit)} per ${windowNames[key.rateLimit.windowSec] ?? `${numberFormat.format(key.rateLimit.windowSec)} s`}`,
+          )
+        : text('None'),
+  },
+  {
+    label: 'Credits',
+    cell: (key) => {
+      if (!key.credits) return text('Unmetered');
+      const { remaining, refill } = key.credits;
+      const left = `${numberFormat.format(remaining)} left`;
+      return text(
+        refill
+          ? `${left}, refilled to ${numberFormat.format(refill.amount)} each ${refill.every}`
+          : left,
+      );
     },
   },
   { label: 'Scopes', cell: (key) => text(key.scopes.join(' ')) },
@@ -128,9 +179,66 @@ function render(): void {
       return row;
     }),
   );
+  leakWarnings.replaceChildren(
+    ...keys.filter((key) => key.leakedAt && !isExpired(key)).map(leakWarning),
+  );
   table.hidden = keys.length === 0;
   listStatus.textContent =
     keys.length === 0 ? 'No keys yet.' : `${keys.length} ${keys.length === 1 ? 'key' : 'keys'}.`;
+}
+
+function isExpired(key: ApiKey): boolean {
+  return key.expiresAt !== null && Date.parse(key.expiresAt) <= Date.now();
+}
+
+/** Who reported a leak, in words. */
+function leakSourceLabel(source: string | null): string {
+  if (source === 'github') return 'GitHub secret scanning';
+  if (source === 'report') return 'a public report';
+  return source ?? 'an unknown source';
+}
+
+/** The warning for a leaked key that still works: what happened, when it stops, and the
+ * roll that replaces it. */
+function leakWarning(key: ApiKey): Node {
+  const headingId = `leak-title-${key.id}`;
+  const leakedAt = key.leakedAt ?? '';
+  const what = el(
+    'p',
+    {},
+    `Reported leaked by ${leakSourceLabel(key.leakSource)} on `,
+    time(leakedAt, dateTimeFormat.format(new Date(leakedAt))),
+    '. It can no longer manage keys, ',
+  );
+  if (key.expiresAt) {
+    what.append('and it stops working ', time(key.expiresAt, relative(key.expiresAt)), '.');
+  } else {
+    what.append('but it works until you roll or revoke it.');
+  }
+  const rollNow = el(
+    'button',
+    {
+      type: 'button',
+      class: 'danger-solid',
+      'data-id': key.id,
+      'data-action': 'roll-now',
+      'aria-label': `Roll now, ${key.name}`,
+    },
+    'Roll now',
+  );
+  rollNow.addEventListener('click', () => void roll(key, 'roll-now'));
+  return el(
+    'section',
+    { class: 'leak-warning', 'aria-labelledby': headingId },
+    el('h2', { id: headingId }, `Leaked key: ${key.name}`),
+    what,
+    el(
+      'p',
+      {},
+      'Roll it, then put the new key where this one is used. The new key keeps this key’s settings, the shortened expiry included: for a longer-lived key, create one instead.',
+    ),
+    el('div', { class: 'actions' }, rollNow),
+  );
 }
 
 function actionsCell(key: ApiKey): Node {
@@ -209,10 +317,16 @@ function ask(dialog: HTMLDialogElement): Promise<string> {
   });
 }
 
-async function roll(key: ApiKey): Promise<void> {
+async function roll(key: ApiKey, from = 'roll'): Promise<void> {
   const dialog = $<HTMLDialogElement>('roll-dialog');
   $('roll-name').textContent = key.name;
-  if ((await ask(dialog)) !== 'confirm') return focusAction(key.id, 'roll');
+  const note = $('roll-leak-note');
+  note.hidden = !(key.leakedAt && key.expiresAt);
+  note.textContent =
+    key.leakedAt && key.expiresAt
+      ? `This key was reported leaked: it stops working ${relative(key.expiresAt)} at the latest, whatever the grace period, and so does the new key.`
+      : '';
+  if ((await ask(dialog)) !== 'confirm') return focusAction(key.id, from);
   const grace = Number($<HTMLSelectElement>('roll-grace').value);
   await run(async () => {
     const rolled = (await api('POST', `/${encodeURIComponent(key.id)}/roll`, {
@@ -242,7 +356,7 @@ async function revoke(key: ApiKey): Promise<void> {
 }
 
 function focusAction(id: string, action: string): void {
-  tableBody
+  document
     .querySelector<HTMLElement>(`[data-id="${CSS.escape(id)}"][data-action="${action}"]`)
     ?.focus();
 }
@@ -302,11 +416,29 @@ $<HTMLFormElement>('create-form').addEventListener('submit', (event) => {
   const name = $<HTMLInputElement>('create-name').value;
   const expiresIn = $<HTMLSelectElement>('create-expiry').value;
   const scopes = $<HTMLInputElement>('create-scopes').value.split(/\s+/).filter(Boolean);
+  const value = (id: string) => $<HTMLInputElement>(id).value.trim();
+  const rate = value('create-rate');
+  const credits = value('create-credits');
+  const refill = value('create-refill');
   void run(async () => {
     const created = (await api('POST', '', {
       name,
       ...(expiresIn ? { expiresIn: Number(expiresIn) } : {}),
       ...(scopes.length > 0 ? { scopes } : {}),
+      // Empty fields leave the key unlimited; the server checks the ranges.
+      ...(rate
+        ? { rateLimit: { limit: Number(rate), windowSec: Number(value('create-window') || 60) } }
+        : {}),
+      ...(credits
+        ? {
+            credits: {
+              remaining: Number(credits),
+              refill: refill
+                ? { amount: Number(refill), every: value('create-refill-every') }
+                : null,
+            },
+          }
+        : {}),
     })) as ApiKey & { rawKey: string };
     form.reset();
     await refresh();

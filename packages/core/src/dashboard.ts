@@ -58,6 +58,7 @@ export function dashboardPage(ownerId: string): HttpResponse {
       `<h1>API keys</h1>
 <p class="account">Account: <strong>${escapeHtml(ownerId)}</strong></p>
 <div id="error" class="error" role="alert" hidden></div>
+<div id="leak-warnings"></div>
 <div id="reveal-region" aria-live="polite"></div>
 <section class="card" aria-labelledby="create-heading">
 <h2 id="create-heading">Create a key</h2>
@@ -75,6 +76,27 @@ export function dashboardPage(ownerId: string): HttpResponse {
 <div class="field"><label for="create-scopes">Scopes</label>
 <input id="create-scopes" name="scopes" autocomplete="off" aria-describedby="create-scopes-hint">
 <p id="create-scopes-hint" class="hint">Separated by spaces, such as api_keys:read. Empty: all of yours.</p></div>
+<details class="limits">
+<summary id="create-limits">Rate limit and credits (optional)</summary>
+<div class="limits-fields">
+<div class="field"><label for="create-rate">Requests per window</label>
+<input id="create-rate" type="number" min="1" max="1000000" step="1" inputmode="numeric" autocomplete="off" aria-describedby="create-rate-hint">
+<p id="create-rate-hint" class="hint">Empty: no rate limit.</p></div>
+<div class="field"><label for="create-window">Window, in seconds</label>
+<input id="create-window" type="number" min="1" max="86400" step="1" value="60" inputmode="numeric" autocomplete="off"></div>
+<div class="field"><label for="create-credits">Credits</label>
+<input id="create-credits" type="number" min="0" max="2147483647" step="1" inputmode="numeric" autocomplete="off" aria-describedby="create-credits-hint">
+<p id="create-credits-hint" class="hint">Each request spends one. Empty: unmetered.</p></div>
+<div class="field"><label for="create-refill">Refill to</label>
+<input id="create-refill" type="number" min="1" max="2147483647" step="1" inputmode="numeric" autocomplete="off" aria-describedby="create-refill-hint">
+<p id="create-refill-hint" class="hint">Empty: never refilled.</p></div>
+<div class="field"><label for="create-refill-every">Refill every</label>
+<select id="create-refill-every">
+<option value="day">Day (00:00 UTC)</option>
+<option value="month" selected>Month (the 1st, 00:00 UTC)</option>
+</select></div>
+</div>
+</details>
 <div class="field"><button type="submit">Create key</button></div>
 </form>
 </section>
@@ -89,6 +111,7 @@ export function dashboardPage(ownerId: string): HttpResponse {
 <dialog id="roll-dialog" aria-labelledby="roll-title">
 <form method="dialog">
 <h2 id="roll-title">Roll <span id="roll-name"></span></h2>
+<p id="roll-leak-note" class="leak-note" hidden></p>
 <p>A new key replaces this one. The old key keeps working for:</p>
 <div class="field"><label for="roll-grace">Grace period</label>
 <select id="roll-grace">

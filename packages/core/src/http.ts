@@ -4,6 +4,7 @@ import { holdsScopes, parseCost, parseScopes } from './key-fields.js';
 import {
   type GitHubPublicKeys,
   gitHubFeedback,
+  MAX_REPORTED_KEYS,
   parseGitHubAlert,
   readGitHubPublicKeys,
   verifyGitHubSignature,
@@ -186,8 +187,6 @@ const bodyFields = [
   'keys',
 ] as const;
 
-/** Most keys in one request to the public report route. */
-export const MAX_REPORTED_KEYS = 100;
 /** Keys reported on the public route waiting to be checked, at most; past it, further
  * ones are dropped (and `onError` told), so a flood cannot grow memory. */
 const MAX_PENDING_REPORTS = 1000;
@@ -351,6 +350,7 @@ export function createHttpHandler<R = HttpRequest>(
     mountPath,
     headerName: options.headerName ?? 'X-API-Key',
     dashboard: options.dashboard === true,
+    leaks: { github: !!options.leaks?.github, reportRoute: !!options.leaks?.reportRoute },
   });
   const apiJson = JSON.stringify(api);
 

@@ -47,7 +47,6 @@ export {
   type HttpRequest,
   type HttpResponse,
   keyToJson,
-  MAX_REPORTED_KEYS,
 } from './http.js';
 export {
   ALL_SCOPES,
@@ -89,6 +88,7 @@ export {
   type LeakPolicy,
   type LeakReport,
   MAX_QUARANTINE_GRACE_SECONDS,
+  MAX_REPORTED_KEYS,
   parseGitHubAlert,
   readGitHubPublicKeys,
   verifyGitHubSignature,

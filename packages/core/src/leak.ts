@@ -27,6 +27,9 @@ export interface LeakEvent {
 }
 
 /** A leak report for one token, as `service.reportLeak` takes it. */
+/** Most keys in one request to the public report route. */
+export const MAX_REPORTED_KEYS = 100;
+
 export interface LeakReport {
   source: string;
   url?: string | null;
@@ -135,7 +138,7 @@ export type AlertParseResult =
   | { ok: false; reason: 'invalid' | 'too_many' };
 
 /** Longest string keyward reads from an alert field; a key is far shorter. */
-const MAX_FIELD_LENGTH = 2048;
+export const MAX_ALERT_FIELD_LENGTH = 2048;
 
 /** Parses a (signed) alert body: a JSON array of `{ token, type, url?, source? }`. */
 export function parseGitHubAlert(text: string, maxMatches: number): AlertParseResult {
@@ -158,7 +161,7 @@ export function parseGitHubAlert(text: string, maxMatches: number): AlertParseRe
 }
 
 function isShortString(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_FIELD_LENGTH;
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_ALERT_FIELD_LENGTH;
 }
 
 /** One line of the partner program's feedback. The token is named by its SHA-256, never

@@ -38,6 +38,10 @@ export function openApiResponseChecker(document: Record<string, unknown>): OpenA
       ),
     }),
   );
+  // A concrete path wins over a template that also matches it (`/report-leak` over `/{id}`),
+  // as OpenAPI says: fewer template parts first.
+  const templateParts = (p: PathEntry) => p.template.split('{').length;
+  paths.sort((a, b) => templateParts(a) - templateParts(b));
   const mount = paths.map((p) => p.template).sort((a, b) => a.length - b.length)[0] ?? '/';
   const pointer = (...parts: string[]) =>
     `openapi#/${parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`;

@@ -69,6 +69,30 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
     expect(COSTLY_COST).toBe(5);
   });
 
+  it('a refusal for scope carries the fields too, and spends nothing', async () => {
+    const { rawKey } = await service.create('acct_scoped', 'reader', {
+      rateLimit: { limit: 7, windowSec: 3600 },
+      scopes: ['api_keys:read'],
+    });
+    // A host route that needs orders:write, then a management write: both 403.
+    const host = await get('/test/orders', rawKey);
+    expect(host.status).toBe(403);
+    expect(host.headers['ratelimit-policy']).toBe('"window";q=7;w=3600');
+    expect(host.headers.ratelimit).toMatch(/^"window";r=7;t=\d+$/);
+    const write = await sendRequest(server.url, {
+      method: 'DELETE',
+      path: `${BASE}/key_doesNotExist0000`,
+      headers: { 'X-API-Key': rawKey },
+    });
+    expect(write.status).toBe(403);
+    expect(write.headers['ratelimit-policy']).toBe('"window";q=7;w=3600');
+    expect(write.headers.ratelimit).toMatch(/^"window";r=7;t=\d+$/);
+    // Neither refusal was counted.
+    const admitted = await get(GUARDED_PATH, rawKey);
+    expect(admitted.status).toBe(200);
+    expect(admitted.headers.ratelimit).toMatch(/^"window";r=6;t=\d+$/);
+  });
+
   it('credits run out with 429 credits_exhausted; the management routes spend them too', async () => {
     const { rawKey } = await service.create('acct_credits', 'credits', {
       credits: { remaining: 2, refill: { amount: 2, every: 'month' } },

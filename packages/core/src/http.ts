@@ -473,10 +473,10 @@ export function createHttpHandler<R = HttpRequest>(
           error: { code: 'insufficient_scope', message: LEAKED_KEY_MESSAGE },
         });
         response.headers['Content-Length'] = String(Buffer.byteLength(response.body));
-        return response;
+        return withLimitFields(response, caller.key);
       }
       if (!action.scopes.some((scope) => holdsScopes(caller.scopes, [scope]))) {
-        return insufficientScope(action.scopes.slice(0, 1));
+        return withLimitFields(insufficientScope(action.scopes.slice(0, 1)), caller.key);
       }
       let limitHeaders: Record<string, string> | undefined;
       const { key } = caller;
@@ -514,6 +514,12 @@ export function createHttpHandler<R = HttpRequest>(
     options.leaks?.github || options.leaks?.reportRoute
       ? createLeakRoutes(service, mountPath, options.leaks, errorResponse)
       : undefined;
+  /** A refusal that spent nothing, with the rate-limit fields when a limited key made it:
+   * every answer to such a key carries them. */
+  function withLimitFields(response: HttpResponse, key: AuthenticatedKey | undefined) {
+    return key?.rateLimit ? withHeaders(response, service.limitHeaders(key)) : response;
+  }
+
   /** The 429 (or 503) for a request the key's limit or credits refuse. */
   function refusedByLimits(verdict: Extract<LimitVerdict, { ok: false }>): HttpResponse {
     return withHeaders(errorResponse(verdict.error), verdict.headers);
@@ -648,7 +654,8 @@ export function createHttpHandler<R = HttpRequest>(
   ): void {
     const refusal = scopes.length === 0 ? undefined : checkScopes(key, scopes);
     if (refusal) {
-      outcome.refuse(refusal);
+      // Every answer to a limited key carries its fields; this one spent nothing.
+      outcome.refuse(withLimitFields(refusal, key));
       return;
     }
     if (key.rateLimit === null && key.credits === null) {

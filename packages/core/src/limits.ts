@@ -349,8 +349,21 @@ export function createLimiter(deps: LimiterDeps) {
     returning.add(settled);
   }
 
+  /** The header fields for an answer to a limited key that spends nothing (a refusal
+   * before the limit check): its window as this instance knows it. `undefined` for a key
+   * with credits only. */
+  function headersOf(key: LimitedKey): Record<string, string> | undefined {
+    const limit = key.rateLimit;
+    if (!limit) return undefined;
+    const now = nowMs();
+    const state = stateOf(key);
+    moveToWindow(state, limit, now);
+    return headersFor(limit, state, now);
+  }
+
   return {
     check,
+    headersOf,
     /** Gives back what this instance holds for `id` and forgets it. */
     forget(id: string): void {
       leases.delete(id);

@@ -197,6 +197,10 @@ export interface KeyService {
    * cannot answer: a limited key is never let through unchecked.
    */
   checkLimits(key: LimitedKey, cost: number): LimitVerdict | Promise<LimitVerdict>;
+  /** The `RateLimit-Policy` and `RateLimit` fields for an answer to `key` that spends
+   * nothing (refused before the limit check, e.g. for scope); `undefined` without a
+   * rate limit. */
+  limitHeaders(key: LimitedKey): Record<string, string> | undefined;
   /** Drops a key from this instance's caches, as a bus event would. */
   invalidate(keyId: string): void;
   /** Writes pending lastUsedAt values now. */
@@ -767,6 +771,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
     verify: verifier.verify,
     verifyCached: verifier.verifyCached,
     checkLimits: limiter.check,
+    limitHeaders: limiter.headersOf,
 
     invalidate(keyId) {
       verifier.invalidate(keyId);

@@ -61,8 +61,10 @@ export interface KeywardFetch<R = Request> {
    * the shared error envelope. A key with a rate limit also gets `headers` to add to the
    * answer (`withLimitHeaders(response, verdict)`). With `scopes`, the key must hold every one of them; without,
    * any valid key will do. A key in the cache is checked without touching the store.
+   * `raw.headers`, when given (Node's `incoming.headers`), is read instead of
+   * `request.headers`: on @hono/node-server that spares building a `Headers` object.
    */
-  guard(request: Request, options?: GuardOptions): Promise<GuardResult>;
+  guard(request: Request, options?: GuardOptions, raw?: RawRequestParts): Promise<GuardResult>;
 }
 
 /**
@@ -113,10 +115,14 @@ export function createFetchHandler<R = Request>(options: KeywardFetchOptions<R>)
     return toResponse(response);
   }
 
-  function guard(request: Request, options: GuardOptions = {}): Promise<GuardResult> {
-    const value = request.headers.get(headerName);
+  function guard(
+    request: Request,
+    options: GuardOptions = {},
+    raw?: RawRequestParts,
+  ): Promise<GuardResult> {
+    const value = raw?.headers ? raw.headers[headerName] : request.headers.get(headerName);
     // Only the key header is read: no record of every header for each guarded request.
-    const headers = value === null ? {} : { [headerName]: value };
+    const headers = value === null || value === undefined ? {} : { [headerName]: value };
     const cost = options.cost === undefined ? 1 : guardCost(options.cost);
     return new Promise((resolve, reject) => {
       http.guard(

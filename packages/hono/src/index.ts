@@ -73,16 +73,19 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
     await next();
   };
 
-  const guard =
-    (scopes: readonly string[], cost: number): MiddlewareHandler<KeywardEnv> =>
-    async (c, next) => {
-      const verdict = await handler.guard(c.req.raw, { scopes, cost });
+  const guard = (scopes: readonly string[], cost: number): MiddlewareHandler<KeywardEnv> => {
+    const guardOptions = { scopes, cost };
+    return async (c, next) => {
+      // On @hono/node-server, Node's parsed headers: c.req.raw.headers would build a
+      // Headers object of every header for the one the guard reads.
+      const verdict = await handler.guard(c.req.raw, guardOptions, nodeParts(c.env, c.req.raw));
       if (!verdict.ok) return verdict.response;
       c.set('apiKey', verdict.key);
       const headers = verdict.headers;
       if (headers) for (const name in headers) c.header(name, headers[name]);
       await next();
     };
+  };
   const anyKey = guard([], 1);
 
   return {

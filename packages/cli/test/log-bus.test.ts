@@ -22,6 +22,18 @@ async function refusedWithin(app: KeyService, rawKey: string, ms: number): Promi
   return null;
 }
 
+/** Warms a new key on `app`, revokes it with the CLI (a process on the same store), and
+ * expects `app` to refuse it within 3 s. The key, for further checks. */
+async function revokeWarmKeyWithCli(app: KeyService, owner: string, env: Record<string, string>) {
+  await app.ready();
+  const key = await app.create(owner, 'warm');
+  expect((await app.verify(key.rawKey)).ok).toBe(true);
+  const revoked = await runCli(['revoke', '--owner', owner, key.id], { env });
+  expect(revoked).toMatchObject({ code: 0, stderr: '' });
+  expect(await refusedWithin(app, key.rawKey, 3000)).not.toBeNull();
+  return key;
+}
+
 /**
  * An app on a log bus (the one with a stated revocation bound) must hear of a key the CLI
  * revoked: the CLI appends to the log as well as publishing on the pub/sub channel, so
@@ -46,14 +58,7 @@ describe.skipIf(!redis)('keyward revoke reaches an app on redisStreamBus', () =>
       argon2: CHEAP_ARGON2,
     });
     try {
-      await app.ready();
-      const key = await app.create(owner, 'warm');
-      expect((await app.verify(key.rawKey)).ok).toBe(true);
-      const revoked = await runCli(['revoke', '--owner', owner, key.id], {
-        env: { KEYWARD_STORE: 'redis', REDIS_URL },
-      });
-      expect(revoked).toMatchObject({ code: 0, stderr: '' });
-      expect(await refusedWithin(app, key.rawKey, 3000)).not.toBeNull();
+      await revokeWarmKeyWithCli(app, owner, { KEYWARD_STORE: 'redis', REDIS_URL });
     } finally {
       await app.close();
     }
@@ -82,14 +87,10 @@ describe.skipIf(!postgres)('keyward revoke reaches an app on postgresLogBus', ()
       argon2: CHEAP_ARGON2,
     });
     try {
-      await app.ready();
-      const key = await app.create(owner, 'warm');
-      expect((await app.verify(key.rawKey)).ok).toBe(true);
-      const revoked = await runCli(['revoke', '--owner', owner, key.id], {
-        env: { KEYWARD_STORE: 'postgres', DATABASE_URL },
+      const key = await revokeWarmKeyWithCli(app, owner, {
+        KEYWARD_STORE: 'postgres',
+        DATABASE_URL,
       });
-      expect(revoked).toMatchObject({ code: 0, stderr: '' });
-      expect(await refusedWithin(app, key.rawKey, 3000)).not.toBeNull();
       // In the log, not only as a bare notification: an app that was away replays it.
       const { rows } = await pool.query<{ payload: string }>(
         'select payload from keyward_invalidation_log order by seq desc limit 20',

@@ -9,9 +9,14 @@ export interface LimitedAnswer {
   at: number;
 }
 
-/** GETs over `connections` kept-alive sockets, returning headers too. */
+/**
+ * GETs over `connections` kept-alive sockets, returning headers too. Free sockets are
+ * reused oldest first: with Node's default (newest first) a socket at the bottom of the
+ * pool can sit idle until the server's keep-alive timeout closes it just as the client
+ * sends on it, and the request fails with ECONNRESET (seen once in CI, 3 instances on Redis).
+ */
 export function limitClient(connections: number) {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const agent = new Agent({ keepAlive: true, maxSockets: connections, scheduling: 'fifo' });
   return {
     get(url: string, path: string, headers: Record<string, string>): Promise<LimitedAnswer> {
       const target = new URL(url);

@@ -131,6 +131,9 @@ export const startServer = {
  * cuts kept-alive connections instead of waiting for them. */
 async function running(server: Server): Promise<RunningServer> {
   if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
+  // Load tests keep sockets alive across pauses; Node's 5 s default closes an idle one just
+  // as a client may send on it (a reset no server bug causes). close() ends them all anyway.
+  server.keepAliveTimeout = 65_000;
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () =>

@@ -30,7 +30,7 @@ console.log(
   `guard cost: ${ROUNDS} rounds of ${REQUESTS} requests on one connection, ` +
     `${SEQUENCE.join(' → ')} in turn; µs are medians of the rounds' median round trips`,
 );
-for (const framework of ['fastify', 'express'] as Framework[]) {
+for (const framework of ['fastify', 'express', 'hono'] as Framework[]) {
   const server = await ServerChild.start({
     framework,
     store: 'memory',

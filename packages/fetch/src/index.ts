@@ -1,6 +1,7 @@
 import {
   type AuthenticatedKey,
   createHttpHandler,
+  type GuardOutcome,
   guardCost,
   type HttpOptions,
   type HttpRequest,
@@ -65,6 +66,17 @@ export interface KeywardFetch<R = Request> {
    * `request.headers`: on @hono/node-server that spares building a `Headers` object.
    */
   guard(request: Request, options?: GuardOptions, raw?: RawRequestParts): Promise<GuardResult>;
+  /**
+   * `guard`, with the verdict for a key in the cache handed back as it is rather than in a
+   * promise: for a middleware on the hot path (the Hono adapter's), where a promise and
+   * the turn of the event loop's microtask queue it waits for are a measurable part of
+   * the guard's cost. A key not in the cache still gets a promise.
+   */
+  check(
+    request: Request,
+    options?: GuardOptions,
+    raw?: RawRequestParts,
+  ): GuardResult | Promise<GuardResult>;
 }
 
 /**
@@ -115,30 +127,71 @@ export function createFetchHandler<R = Request>(options: KeywardFetchOptions<R>)
     return toResponse(response);
   }
 
-  function guard(
+  function check(
     request: Request,
     options: GuardOptions = {},
     raw?: RawRequestParts,
-  ): Promise<GuardResult> {
-    const value = raw?.headers ? raw.headers[headerName] : request.headers.get(headerName);
-    // Only the key header is read: no record of every header for each guarded request.
-    const headers = value === null || value === undefined ? {} : { [headerName]: value };
+  ): GuardResult | Promise<GuardResult> {
+    // Only the key header is read: no record of every header for each guarded request
+    // (Node's own record, when the runtime handed it over, is read as it is).
+    let headers: HttpRequest['headers'];
+    if (raw?.headers) {
+      headers = raw.headers;
+    } else {
+      const value = request.headers.get(headerName);
+      headers = value === null ? {} : { [headerName]: value };
+    }
     const cost = options.cost === undefined ? 1 : guardCost(options.cost);
+    const outcome = new Outcome();
+    http.guard(headers, options.scopes ?? [], outcome, cost);
+    return outcome.result ?? outcome.later();
+  }
+
+  function guard(
+    request: Request,
+    options?: GuardOptions,
+    raw?: RawRequestParts,
+  ): Promise<GuardResult> {
+    // A bad `cost` (a programming error) still throws here, as it is called.
+    return Promise.resolve(check(request, options, raw));
+  }
+
+  return { mountPath: http.mountPath, handle, guard, check };
+}
+
+/**
+ * The guard's verdict as core hands it over: for a cached key, before `http.guard` returns
+ * (`result` is set, and no promise is made); otherwise later, through the promise
+ * `later()` makes. One object per request, no closures.
+ */
+class Outcome implements GuardOutcome {
+  result: GuardResult | undefined = undefined;
+  private resolve: ((result: GuardResult) => void) | undefined = undefined;
+  private reject: ((error: unknown) => void) | undefined = undefined;
+
+  admit(key: AuthenticatedKey, headers: Record<string, string> | undefined): void {
+    this.decided({ ok: true, key, headers });
+  }
+
+  refuse(response: HttpResponse): void {
+    this.decided({ ok: false, response: toResponse(response) });
+  }
+
+  fail(error: unknown): void {
+    this.reject?.(error);
+  }
+
+  later(): Promise<GuardResult> {
     return new Promise((resolve, reject) => {
-      http.guard(
-        headers,
-        options.scopes ?? [],
-        {
-          admit: (key, limitHeaders) => resolve({ ok: true, key, headers: limitHeaders }),
-          refuse: (response) => resolve({ ok: false, response: toResponse(response) }),
-          fail: (error) => reject(error),
-        },
-        cost,
-      );
+      this.resolve = resolve;
+      this.reject = reject;
     });
   }
 
-  return { mountPath: http.mountPath, handle, guard };
+  private decided(result: GuardResult): void {
+    if (this.resolve) this.resolve(result);
+    else this.result = result;
+  }
 }
 
 /** Adds the guard's rate-limit header fields (if any) to the host's answer. */

@@ -78,11 +78,21 @@ export function keyward(options: KeywardHonoOptions): KeywardHono {
     return async (c, next) => {
       // On @hono/node-server, Node's parsed headers: c.req.raw.headers would build a
       // Headers object of every header for the one the guard reads.
-      const verdict = await handler.guard(c.req.raw, guardOptions, nodeParts(c.env, c.req.raw));
+      const parts = nodeParts(c.env, c.req.raw);
+      let verdict = handler.check(c.req.raw, guardOptions, parts);
+      if (verdict instanceof Promise) verdict = await verdict;
       if (!verdict.ok) return verdict.response;
       c.set('apiKey', verdict.key);
       const headers = verdict.headers;
-      if (headers) for (const name in headers) c.header(name, headers[name]);
+      if (headers) {
+        // A limited key's RateLimit fields. On node-server they go straight onto Node's
+        // response, which merges them into whatever the handler answers: c.header() would
+        // give the answer a Headers object and take it off node-server's fast path (10 to
+        // 20 µs a request, measured by pnpm bench's guarded-limited).
+        const outgoing = parts && nodeOutgoing(c.env);
+        if (outgoing) for (const name in headers) outgoing.setHeader(name, headers[name] as string);
+        else for (const name in headers) c.header(name, headers[name]);
+      }
       await next();
     };
   };
@@ -113,6 +123,19 @@ function nodeParts(env: unknown, request: Request): RawRequestParts | undefined 
   const target = incoming.url;
   if (!request.url.endsWith(target) && !sameResource(target, request.url)) return undefined;
   return { target, headers: incoming.headers as HttpRequest['headers'] };
+}
+
+/** Node's response under `@hono/node-server`'s `outgoing` binding, while its head is unsent. */
+function nodeOutgoing(env: unknown): NodeOutgoing | undefined {
+  const outgoing = (env as { outgoing?: Partial<NodeOutgoing> } | undefined)?.outgoing;
+  return typeof outgoing?.setHeader === 'function' && outgoing.headersSent === false
+    ? (outgoing as NodeOutgoing)
+    : undefined;
+}
+
+interface NodeOutgoing {
+  headersSent: boolean;
+  setHeader(name: string, value: string): unknown;
 }
 
 /** The remote address of the Node socket under `@hono/node-server`'s `incoming`. */

@@ -131,3 +131,59 @@ describe('hono: keyward in a sub-app under app.mount()', () => {
     }
   });
 });
+
+describe('hono: a limited key’s RateLimit fields', () => {
+  const limitedApp = async () => {
+    const service = createKeyService({
+      store: memoryStore(),
+      argon2: { memoryCost: 1024, timeCost: 1, parallelism: 1, allowWeakParameters: true },
+    });
+    const { rawKey } = await service.create('acct_1', 'limited', {
+      rateLimit: { limit: 5, windowSec: 60 },
+    });
+    const app = new Hono();
+    const auth = keyward({ service });
+    app.use(auth.routes);
+    // The handler's own status and headers stand beside keyward's fields.
+    app.get('/v1/made', auth.requireApiKey(), (c) =>
+      c.json({ made: true }, 201, { 'x-host': 'kept' }),
+    );
+    return { service, rawKey, app };
+  };
+  const expectFields = (headers: Headers, remaining: number) => {
+    expect(headers.get('ratelimit-policy')).toBe('"window";q=5;w=60');
+    expect(headers.get('ratelimit')).toMatch(new RegExp(`^"window";r=${remaining};t=\\d+$`));
+    expect(headers.get('x-host')).toBe('kept');
+    expect(headers.get('content-type')).toMatch(/^application\/json/);
+  };
+
+  it('on node-server, go onto Node’s response and merge with what the handler answers', async () => {
+    const { service, rawKey, app } = await limitedApp();
+    const server = await listen(app);
+    try {
+      for (const remaining of [4, 3]) {
+        const res = await fetch(`${server.url}/v1/made`, { headers: { 'X-API-Key': rawKey } });
+        expect(res.status).toBe(201);
+        expect(await res.json()).toEqual({ made: true });
+        expectFields(res.headers, remaining);
+      }
+      // An unlimited route on the same server gets none of them (no carry-over).
+      const open = await fetch(`${server.url}/v1/api-keys`, { headers: { 'X-API-Key': 'x' } });
+      expect(open.headers.get('ratelimit')).toBeNull();
+    } finally {
+      await server.close();
+      await service.close();
+    }
+  });
+
+  it('elsewhere (no Node response, as on Bun, Deno or Workers), come through c.header()', async () => {
+    const { service, rawKey, app } = await limitedApp();
+    try {
+      const res = await app.request('/v1/made', { headers: { 'X-API-Key': rawKey } });
+      expect(res.status).toBe(201);
+      expectFields(res.headers, 4);
+    } finally {
+      await service.close();
+    }
+  });
+});

@@ -21,14 +21,24 @@ import { median } from './stats.js';
 const ROUNDS = Number(process.env.BENCH_GUARD_COST_ROUNDS ?? 5);
 const REQUESTS = Number(process.env.BENCH_GUARD_COST_REQUESTS ?? 20_000);
 const WARM_UP = 2_000;
-const SEQUENCE = ['/hello', '/ideal', '/hello', '/guarded'] as const;
+/** What is sent in turn: `/guarded` twice, with a plain key and with one that has a rate
+ * limit (far above what is sent), each after a `/hello`. */
+const SEQUENCE = [
+  { label: '/hello', path: '/hello', limited: false },
+  { label: '/ideal', path: '/ideal', limited: false },
+  { label: '/hello', path: '/hello', limited: false },
+  { label: '/guarded', path: '/guarded', limited: false },
+  { label: '/hello', path: '/hello', limited: false },
+  { label: '/guarded (limited key)', path: '/guarded', limited: true },
+] as const;
 
-const [key] = await makeKeys(1, OWASP_ARGON2);
-if (!key) throw new Error('no bench key');
+const [key, limitedKey] = await makeKeys(2, OWASP_ARGON2);
+if (!key || !limitedKey) throw new Error('no bench key');
+limitedKey.record.rateLimit = { limit: 1_000_000, windowSec: 60 };
 
 console.log(
   `guard cost: ${ROUNDS} rounds of ${REQUESTS} requests on one connection, ` +
-    `${SEQUENCE.join(' → ')} in turn; µs are medians of the rounds' median round trips`,
+    `${SEQUENCE.map((step) => step.label).join(' → ')} in turn; µs are medians of the rounds' median round trips`,
 );
 for (const framework of ['fastify', 'express', 'hono'] as Framework[]) {
   const server = await ServerChild.start({
@@ -37,17 +47,23 @@ for (const framework of ['fastify', 'express', 'hono'] as Framework[]) {
     idealDigests: [hash('sha256', key.rawKey, 'base64')],
   });
   try {
-    await server.call({ op: 'seed', records: [key.record] });
+    await server.call({ op: 'seed', records: [key.record, limitedKey.record] });
     const rounds: Array<Record<string, number>> = [];
     for (let round = 0; round < ROUNDS; round++) {
-      rounds.push(await roundTrips(server.url, key.rawKey));
+      rounds.push(await roundTrips(server.url, key.rawKey, limitedKey.rawKey));
     }
     const at = (path: string) => median(rounds.map((r) => r[path] ?? Number.NaN));
-    const [hello, ideal, guarded] = [at('/hello'), at('/ideal'), at('/guarded')];
+    const [hello, ideal, guarded, limited] = [
+      '/hello',
+      '/ideal',
+      '/guarded',
+      '/guarded (limited key)',
+    ].map(at);
+    const plus = (micros = Number.NaN) => `+${(micros - (hello ?? Number.NaN)).toFixed(1)} µs`;
     console.log(
-      `${framework.padEnd(8)} /hello ${hello.toFixed(1)} µs · /ideal +${(ideal - hello).toFixed(1)} µs` +
-        ` · /guarded +${(guarded - hello).toFixed(1)} µs` +
-        ` (guarded − ideal: ${(guarded - ideal).toFixed(1)} µs)`,
+      `${framework.padEnd(8)} /hello ${hello?.toFixed(1)} µs · /ideal ${plus(ideal)}` +
+        ` · /guarded ${plus(guarded)} (guarded − ideal: ${((guarded ?? 0) - (ideal ?? 0)).toFixed(1)} µs)` +
+        ` · limited key ${plus(limited)}`,
     );
   } finally {
     await server.close();
@@ -55,20 +71,26 @@ for (const framework of ['fastify', 'express', 'hono'] as Framework[]) {
 }
 
 /** Median round trip (µs) per path over `REQUESTS` requests sent one at a time. */
-async function roundTrips(url: string, rawKey: string): Promise<Record<string, number>> {
+async function roundTrips(
+  url: string,
+  rawKey: string,
+  limitedRawKey: string,
+): Promise<Record<string, number>> {
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   socket.setNoDelay(true);
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve).once('error', reject);
   });
-  const requests = SEQUENCE.map((path) =>
-    Buffer.from(`GET ${path} HTTP/1.1\r\nHost: bench\r\nX-API-Key: ${rawKey}\r\n\r\n`),
+  const requests = SEQUENCE.map(({ path, limited }) =>
+    Buffer.from(
+      `GET ${path} HTTP/1.1\r\nHost: bench\r\nX-API-Key: ${limited ? limitedRawKey : rawKey}\r\n\r\n`,
+    ),
   );
-  const times = new Map<string, number[]>(SEQUENCE.map((path) => [path, []]));
+  const times = new Map<string, number[]>(SEQUENCE.map(({ label }) => [label, []]));
   try {
     await sendInTurn(socket, requests, (i, micros) => {
-      if (i >= WARM_UP) times.get(SEQUENCE[i % SEQUENCE.length] as string)?.push(micros);
+      if (i >= WARM_UP) times.get(SEQUENCE[i % SEQUENCE.length]?.label ?? '')?.push(micros);
     });
   } finally {
     socket.destroy();

@@ -210,8 +210,10 @@ export interface LogBusSource {
    */
   wait(position: string, waitMs: number): Promise<LogDelivery | undefined>;
   /** Called when the first subscription starts and after the last one ends (a LISTEN
-   * connection, say). */
-  start?(): Promise<void>;
+   * connection, say). `early` applies a payload at once, ahead of its place in the log: for
+   * a wake-up that carries the event before the entry is readable (only an optimisation:
+   * the log entry still comes through `read` or `wait`, and is not applied twice). */
+  start?(early: (payload: string) => void): Promise<void>;
   stop?(): Promise<void>;
 }
 
@@ -334,9 +336,15 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
     }
   }
 
+  // Applied as it arrives, not on the reader's next turn: a wake-up's event reaches the
+  // caches as fast as a plain pub/sub message would (bench/revocation-lag.ts).
+  const early = (payload: string) => {
+    if (reading) deliver([{ position: '', payload }]);
+  };
+
   const start = async () => {
     if (reading || listeners.size === 0) return;
-    await source.start?.();
+    await source.start?.(early);
     let position: string;
     try {
       position = await bounded(source.head(), timeoutMs, `reading ${name}`);

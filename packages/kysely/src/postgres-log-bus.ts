@@ -81,35 +81,38 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
   // read is sent, since that read sees whatever the notification announced.
   let notified = false;
   let wake: (() => void) | undefined;
-  // Notified entries, kept until a wait hands them over: those that follow its position
-  // (`<seq> <payload>`, sent on commit), and early ones (`- <payload>`, sent beside the
-  // append, so about as fast as a plain NOTIFY bus), which change no position. An event
-  // that comes both ways is applied once (logBus skips a payload it delivered lately).
+  // Notified entries (`<seq> <payload>`, sent on commit), kept until a wait hands over
+  // those that follow its position. Early ones (`- <payload>`, sent beside the append, so
+  // as fast as a plain NOTIFY bus) change no position and go to logBus as they arrive. An
+  // event that comes both ways is applied once (logBus skips a payload it delivered lately).
   let pending: { seq: bigint; payload: string }[] = [];
-  let early: string[] = [];
+  let applyEarly: (payload: string) => void = () => {};
   const onNotify = (message?: string) => {
-    notified = true;
     // A bare event: a publisher on the same channel that does not append (postgresBus,
     // e.g. the CLI's). Applied as an early entry; it is not in the log, so not replayed.
-    if (message?.startsWith('{') && early.length < READ_BATCH) {
-      early.push(message);
-      wake?.();
+    if (message?.startsWith('{')) {
+      applyEarly(message);
       return;
     }
+    notified = true;
     const space = message?.indexOf(' ') ?? -1;
-    if (message !== undefined && space > 0 && pending.length + early.length < READ_BATCH) {
+    if (message !== undefined && space > 0) {
       const head = message.slice(0, space);
       const payload = message.slice(space + 1);
-      if (head === '-') early.push(payload);
-      else if (/^[0-9]{1,19}$/.test(head)) pending.push({ seq: BigInt(head), payload });
+      if (head === '-') {
+        applyEarly(payload);
+        return;
+      }
+      if (/^[0-9]{1,19}$/.test(head) && pending.length < READ_BATCH) {
+        pending.push({ seq: BigInt(head), payload });
+      }
     }
     wake?.();
   };
-  /** The early entries, and the notified ones that directly follow `position`. */
+  /** The notified entries that directly follow `position`. */
   const takeNotified = (position: string) => {
     let at = BigInt(position);
-    const entries: LogEntry[] = early.map((payload) => ({ position, payload }));
-    early = [];
+    const entries: LogEntry[] = [];
     for (const entry of pending.sort((x, y) => (x.seq < y.seq ? -1 : x.seq > y.seq ? 1 : 0))) {
       if (entry.seq <= at) continue;
       if (entry.seq !== at + 1n) break;
@@ -251,7 +254,8 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
         return takeNotified(position);
       },
 
-      async start() {
+      async start(early) {
+        applyEarly = early;
         listening = true;
         notified = false;
         await startListening();

@@ -9,6 +9,7 @@ import {
   KeyCollisionError,
   type KeyStore,
   type StoredKey,
+  serializeInvalidationEvent,
 } from '@keyward/core';
 import { describeStoreConformance, makeStoredKey } from '@keyward/testing';
 import { CamelCasePlugin, type LogEvent, Migrator, sql } from 'kysely';
@@ -637,6 +638,44 @@ export function describePostgresLogBus(name: string, engine: BusEngineOptions): 
       await vi.waitFor(() => expect(caughtUp).toBeGreaterThan(before));
       await stop();
       expect(errors).toEqual([]);
+    });
+
+    it('applies the early wake-up as it arrives, and its log entry read later not again', async () => {
+      const logTable = await freshLog();
+      const { connection } = await engine.connect();
+      const bus = postgresLogBus({
+        db: engine.db(),
+        connection,
+        logTable,
+        channel,
+        // No heartbeat during the test: only a notification wakes the reader.
+        heartbeatMs: 60_000,
+        onError: () => {},
+      });
+      const got = collect();
+      let caughtUp = 0;
+      const stop = await bus.subscribe(got.listener, { onCaughtUp: (asOf) => (caughtUp = asOf) });
+      await vi.waitFor(() => expect(caughtUp).toBeGreaterThan(0));
+      // The early half of an append alone: the event, ahead of any entry in the log.
+      const payload = serializeInvalidationEvent({ type: 'revoked', keyId: 'key_early' });
+      await sql`select pg_notify(${channel}, ${`- ${payload}`})`.execute(engine.db());
+      await vi.waitFor(() => expect(got.events.map((event) => event.keyId)).toEqual(['key_early']));
+      // Then its entry, between two appends (the second's NOTIFY wakes the reader).
+      await bus.publish({ type: 'revoked', keyId: 'key_later' });
+      await sql`
+        insert into ${sql.table(logTable)} (payload) values (${payload})`.execute(engine.db());
+      await bus.publish({ type: 'revoked', keyId: 'key_last' });
+      const appended = performance.now();
+      // One more append wakes a read sent after all of them were in the log.
+      await bus.publish({ type: 'revoked', keyId: 'key_wake' });
+      await vi.waitFor(() => expect(caughtUp).toBeGreaterThan(appended));
+      expect(got.events.map((event) => event.keyId)).toEqual([
+        'key_early',
+        'key_later',
+        'key_last',
+        'key_wake',
+      ]);
+      await stop();
     });
 
     it('subscribe() names the fix when the log table is missing', async () => {

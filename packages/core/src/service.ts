@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { channel as diagnosticsChannel } from 'node:diagnostics_channel';
 import { LRUCache } from 'lru-cache';
 import {
+  busRetryDelay,
   INVALIDATION_CHANNEL,
   type InvalidationDiagnostic,
   type InvalidationEvent,
@@ -241,6 +242,8 @@ export interface InvalidationStats {
 
 /** Events whose lag is kept for the percentiles in stats(). */
 const LAG_SAMPLES = 1024;
+/** Events a service sends again at once, at most, after their publish failed. */
+const MAX_REPUBLISHING = 10_000;
 const invalidationDiagnostics = diagnosticsChannel(INVALIDATION_CHANNEL);
 
 const keyIdPattern = /^key_[0-9A-Za-z]{1,64}$/;
@@ -313,11 +316,56 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   // Reported even to a host that never calls ready(); ready() rejects with it too.
   subscription?.catch(o.onError);
 
+  // Events whose publish failed, sent again in the background until one goes through.
+  const republishing = new Set<Promise<void>>();
+  let closed = false;
+
   async function publish(event: InvalidationEvent): Promise<void> {
-    if (!o.bus) return;
-    // The change is durable in the store already; a bus failure only means other
-    // instances hold the key until their cache TTL. Reported, not thrown.
-    await o.bus.publish(event).catch(o.onError);
+    const bus = o.bus;
+    if (!bus) return;
+    // The change is durable in the store already: a bus failure is reported, not thrown.
+    // The event is not dropped, though: until it is published, other instances keep the
+    // key cached (to their cache TTL on a pub/sub bus, and, on a log bus, beyond its
+    // maxStalenessMs, since the log they read says nothing happened). So it is sent again,
+    // with backoff, until it goes through or this service closes.
+    try {
+      await bus.publish(event);
+      return;
+    } catch (error) {
+      o.onError(
+        new Error(
+          `keyward: could not publish the ${event.type} event of ${event.keyId}; sending it again until it goes through.`,
+          { cause: error },
+        ),
+      );
+    }
+    if (republishing.size >= MAX_REPUBLISHING) {
+      o.onError(
+        new Error(
+          `keyward: ${MAX_REPUBLISHING} events are waiting to be published; the ${event.type} event of ${event.keyId} is dropped (other instances hold the key until their cache TTL).`,
+        ),
+      );
+      return;
+    }
+    const retry = (async () => {
+      for (let attempt = 0; !closed; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, busRetryDelay(attempt)).unref());
+        if (closed) break;
+        try {
+          await bus.publish(event);
+          return;
+        } catch {
+          // Reported once, above; tried again after a longer pause.
+        }
+      }
+      o.onError(
+        new Error(
+          `keyward: closed before the ${event.type} event of ${event.keyId} could be published.`,
+        ),
+      );
+    })();
+    republishing.add(retry);
+    void retry.finally(() => republishing.delete(retry));
   }
 
   /** A key that changed: out of this instance's caches and, through the bus, every
@@ -782,6 +830,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
     },
 
     async close() {
+      closed = true;
       verifier.close();
       const unsubscribe = await subscription?.catch(() => undefined);
       await unsubscribe?.();

@@ -1,5 +1,5 @@
 import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { memoryBus } from '../src/bus.js';
 import { createHttpHandler, type HttpRequest } from '../src/http.js';
 import { memoryStore } from '../src/memory-store.js';
@@ -156,5 +156,53 @@ describe('key service: renames per account', () => {
       success: false,
       error: { code: 'rate_limited', message: 'Too many requests. Retry later.' },
     });
+  });
+});
+
+describe('key service: an event whose publish failed', () => {
+  it('is sent again until it goes through, so other instances do refuse the revoked key', async () => {
+    const bus = memoryBus();
+    const store = memoryStore();
+    let failures = 2;
+    const errors: unknown[] = [];
+    const flaky = {
+      ...bus,
+      publish: (event: Parameters<typeof bus.publish>[0]) =>
+        failures-- > 0 ? Promise.reject(new Error('connection reset')) : bus.publish(event),
+    };
+    // A cache TTL far beyond the test: only the event can take the key out of B's cache.
+    const cache = { ttlMs: 600_000 };
+    const a = service({ store, bus: flaky, cache, onError: (error) => errors.push(error) });
+    const b = service({ store, bus, cache });
+    await Promise.all([a.ready(), b.ready()]);
+    const key = await a.create('acct_1', 'to revoke');
+    expect((await b.verify(key.rawKey)).ok).toBe(true);
+
+    await a.revoke('acct_1', key.id);
+    // The revoke answered after the first failed publish; B still has the key cached.
+    expect(b.verifyCached(key.rawKey)?.id).toBe(key.id);
+    await vi.waitFor(() => expect(b.verifyCached(key.rawKey)).toBeUndefined(), {
+      timeout: 3_000,
+    });
+    expect((await b.verify(key.rawKey)).ok).toBe(false);
+    expect(failures).toBe(-1);
+    expect(errors.map((error) => (error as Error).message)).toEqual([
+      expect.stringMatching(/could not publish the revoked event of key_\w+; sending it again/),
+    ]);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('is given up, and said so, when the service closes first', async () => {
+    const errors: unknown[] = [];
+    const down = {
+      ...memoryBus(),
+      publish: () => Promise.reject(new Error('bus down')),
+    };
+    const a = service({ store: memoryStore(), bus: down, onError: (error) => errors.push(error) });
+    const key = await a.create('acct_1', 'to revoke');
+    await a.revoke('acct_1', key.id);
+    await a.close();
+    await vi.waitFor(() => expect(errors).toHaveLength(2));
+    expect((errors[1] as Error).message).toMatch(/closed before the revoked event of key_\w+/);
   });
 });

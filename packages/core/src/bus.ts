@@ -127,6 +127,65 @@ export function deliverInvalidationEvent(
   }
 }
 
+/**
+ * What every bus keeps of its subscriptions (docs/design.md, "Invalidation"): each
+ * `subscribe` call is one (the same function subscribed twice is two), its options, and a
+ * queue that runs the steps bringing the connection to what the subscriptions need one at
+ * a time, so a subscribe racing the last unsubscribe cannot end with subscriptions and no
+ * connection.
+ */
+export function busSubscriptions(onError: (error: unknown) => void) {
+  const subscriptions = new Map<(event: InvalidationEvent) => void, SubscribeOptions>();
+  let queue: Promise<unknown> = Promise.resolve();
+  /** Runs `step` once every step queued before it is over; the caller gets its failure. */
+  const serially = <T>(step: () => Promise<T>): Promise<T> => {
+    const run = queue.then(step);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  return {
+    serially,
+    get size(): number {
+      return subscriptions.size;
+    },
+    /** The listeners, for `deliverInvalidationEvent`. */
+    listeners: () => subscriptions.keys(),
+    /** Calls `call` with each subscription's options; what it throws goes to `onError`. */
+    each(call: (options: SubscribeOptions) => void): void {
+      for (const options of [...subscriptions.values()]) {
+        try {
+          call(options);
+        } catch (error) {
+          onError(error);
+        }
+      }
+    },
+    /**
+     * Adds a subscription and runs `connect` in the queue; if that fails, the subscription
+     * is taken out again and the failure thrown. The answer takes it out (once) and runs
+     * `disconnect` in the queue.
+     */
+    async add(
+      listener: (event: InvalidationEvent) => void,
+      options: SubscribeOptions | undefined,
+      connect: () => Promise<void>,
+      disconnect: () => Promise<void>,
+    ): Promise<() => Promise<void>> {
+      const subscription = (event: InvalidationEvent) => listener(event);
+      subscriptions.set(subscription, options ?? {});
+      try {
+        await serially(connect);
+      } catch (error) {
+        subscriptions.delete(subscription);
+        throw error;
+      }
+      return async () => {
+        if (subscriptions.delete(subscription)) await serially(disconnect);
+      };
+    },
+  };
+}
+
 /** A bus inside one process: for tests, and for several services sharing a store in one
  * process. */
 export function memoryBus(): InvalidationBus {
@@ -217,6 +276,42 @@ export interface LogBusSource {
   stop?(): Promise<void>;
 }
 
+/** What both log buses (`postgresLogBus`, `redisStreamBus`) take beside where the log lives. */
+export interface LogBusSettings {
+  /** Longest time between two reads of the log while it is quiet (the heartbeat): keep it
+   * well under the key service's `maxStalenessMs`. @default 1000 */
+  heartbeatMs?: number;
+  /** A read of the log slower than this counts as failed. @default 2000 */
+  timeoutMs?: number;
+  /** Entries kept: each append trims the log to this many (on Redis about this many: it
+   * trims whole stream nodes). @default 10000 */
+  maxEntries?: number;
+  /** Entries older than this are trimmed by the next append (the newest stays).
+   * @default 86400000 (a day) */
+  maxAgeMs?: number;
+  /** Receives the errors the bus cannot throw (see `logBus`). Required. */
+  onError: (error: unknown) => void;
+}
+
+/** A log bus's retention, defaults filled in; a value that is not a positive integer is a
+ * TypeError naming it. */
+export function logRetention(settings: Pick<LogBusSettings, 'maxEntries' | 'maxAgeMs'>): {
+  maxEntries: number;
+  maxAgeMs: number;
+} {
+  const positive = (name: string, value: number | undefined, fallback: number) => {
+    if (value === undefined) return fallback;
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);
+    }
+    return value;
+  };
+  return {
+    maxEntries: positive('maxEntries', settings.maxEntries, 10_000),
+    maxAgeMs: positive('maxAgeMs', settings.maxAgeMs, 86_400_000),
+  };
+}
+
 export interface LogBusOptions {
   /** Longest wait between two reads of the log while it is quiet: each completed read is
    * a heartbeat, so this bounds the view's age in normal operation. @default 1000 */
@@ -248,16 +343,10 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) {
     throw new TypeError(`keyward: timeoutMs must be a positive integer; got ${timeoutMs}.`);
   }
-  const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions>();
+  const subscriptions = busSubscriptions(onError);
   // Bumped each time the reader stops, so a reader from before stops too.
   let generation = 0;
   let reading = false;
-  let transitions: Promise<unknown> = Promise.resolve();
-  const serially = <T>(step: () => Promise<T>): Promise<T> => {
-    const run = transitions.then(step);
-    transitions = run.catch(() => undefined);
-    return run;
-  };
 
   // Payloads delivered lately: a source may hand an event over twice (an early wake-up,
   // then its log entry), and it is applied once. Bounded, oldest out first.
@@ -269,17 +358,7 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
       if (delivered.size > RECENT_PAYLOADS) {
         delivered.delete(delivered.values().next().value as string);
       }
-      deliverInvalidationEvent(payload, listeners.keys(), onError, name);
-    }
-  };
-
-  const each = (call: (options: SubscribeOptions) => void) => {
-    for (const subscription of [...listeners.values()]) {
-      try {
-        call(subscription);
-      } catch (error) {
-        onError(error);
-      }
+      deliverInvalidationEvent(payload, subscriptions.listeners(), onError, name);
     }
   };
 
@@ -310,12 +389,12 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
             `keyward: the invalidation log ${name} no longer holds every event after this instance's position; its cache was emptied.`,
           ),
         );
-        each((subscription) => subscription.onResync?.());
+        subscriptions.each((subscription) => subscription.onResync?.());
       }
       deliver(read.entries);
       position = read.position;
       if (read.more) continue;
-      each((subscription) => subscription.onCaughtUp?.(asOf));
+      subscriptions.each((subscription) => subscription.onCaughtUp?.(asOf));
       try {
         const woke = await bounded(
           source.wait(position, heartbeatMs),
@@ -343,7 +422,7 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
   };
 
   const start = async () => {
-    if (reading || listeners.size === 0) return;
+    if (reading || subscriptions.size === 0) return;
     await source.start?.(early);
     let position: string;
     try {
@@ -357,7 +436,7 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
   };
 
   const stopIfUnused = async () => {
-    if (!reading || listeners.size > 0) return;
+    if (!reading || subscriptions.size > 0) return;
     reading = false;
     generation++;
     await source.stop?.();
@@ -366,23 +445,8 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
   return {
     vouchesForView: true,
     publish: (event) => source.append(serializeInvalidationEvent(event)),
-    async subscribe(listener, subscribeOptions = {}) {
-      const subscription = (event: InvalidationEvent) => listener(event);
-      listeners.set(subscription, subscribeOptions);
-      try {
-        await serially(start);
-      } catch (error) {
-        listeners.delete(subscription);
-        throw error;
-      }
-      let active = true;
-      return async () => {
-        if (!active) return;
-        active = false;
-        listeners.delete(subscription);
-        await serially(stopIfUnused);
-      };
-    },
+    subscribe: (listener, subscribeOptions) =>
+      subscriptions.add(listener, subscribeOptions, start, stopIfUnused),
   };
 }
 

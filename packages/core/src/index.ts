@@ -1,6 +1,7 @@
 export { BASE62_ALPHABET, randomBase62 } from './base62.js';
 export {
   busRetryDelay,
+  busSubscriptions,
   deliverInvalidationEvent,
   INVALIDATION_CHANNEL,
   type InvalidationBus,
@@ -9,11 +10,13 @@ export {
   type InvalidationType,
   type KnownInvalidationType,
   type LogBusOptions,
+  type LogBusSettings,
   type LogBusSource,
   type LogDelivery,
   type LogEntry,
   type LogRead,
   logBus,
+  logRetention,
   memoryBus,
   parseInvalidationEvent,
   type SubscribeOptions,

@@ -1,9 +1,8 @@
 import {
   busRetryDelay,
+  busSubscriptions,
   deliverInvalidationEvent,
   type InvalidationBus,
-  type InvalidationEvent,
-  type SubscribeOptions,
   serializeInvalidationEvent,
 } from '@keyward/core';
 import { sql } from 'kysely';
@@ -91,24 +90,18 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
   const { onError } = options;
   const executor = options.db.withoutPlugins();
   const connection = listenSource(options, onError);
-  // Each subscription → its resync callback.
-  const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions['onResync']>();
+  // LISTEN and UNLISTEN run one at a time (subscriptions.serially), so a subscribe racing
+  // the last unsubscribe cannot end up with listeners and no LISTEN.
+  const subscriptions = busSubscriptions(onError);
+  const serially = subscriptions.serially;
   let stopListening: (() => Promise<void>) | null = null;
   // Set from a lost connection until listening again: events published meanwhile are lost.
   let gap = false;
   let retries = 0;
   let retryTimer: NodeJS.Timeout | undefined;
-  // LISTEN and UNLISTEN run one at a time, so a subscribe racing the last unsubscribe
-  // cannot end up with listeners and no LISTEN.
-  let transitions: Promise<unknown> = Promise.resolve();
-  const serially = <T>(step: () => Promise<T>): Promise<T> => {
-    const run = transitions.then(step);
-    transitions = run.catch(() => undefined);
-    return run;
-  };
 
   const deliver = (payload: string) =>
-    deliverInvalidationEvent(payload, listeners.keys(), onError, channel);
+    deliverInvalidationEvent(payload, subscriptions.listeners(), onError, channel);
 
   /** LISTENs on a fresh connection, and notes when that one is lost. */
   const listen = async (): Promise<() => Promise<void>> => {
@@ -132,7 +125,7 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
    * success tells every subscription that events may have been missed. Runs inside
    * `serially`. */
   const ensureListening = async (): Promise<void> => {
-    if (stopListening !== null || listeners.size === 0) return;
+    if (stopListening !== null || subscriptions.size === 0) return;
     clearTimeout(retryTimer);
     retryTimer = undefined;
     try {
@@ -147,13 +140,7 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
     if (!gap) return;
     gap = false;
     retries = 0;
-    for (const onResync of [...listeners.values()]) {
-      try {
-        onResync?.();
-      } catch (error) {
-        onError(error);
-      }
-    }
+    subscriptions.each((subscription) => subscription.onResync?.());
   };
   const retryListening = () =>
     ensureListening().catch((cause: unknown) =>
@@ -162,6 +149,19 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
       ),
     );
 
+  /** Ends the LISTEN once no subscription is left. Runs inside `serially`. */
+  const stopIfUnused = async (): Promise<void> => {
+    if (subscriptions.size > 0) return;
+    clearTimeout(retryTimer);
+    retryTimer = undefined;
+    gap = false;
+    if (stopListening !== null) {
+      const stop = stopListening;
+      stopListening = null;
+      await stop();
+    }
+  };
+
   return {
     async publish(event) {
       // Only the two fields go on the wire, whatever else the caller's object holds.
@@ -169,36 +169,10 @@ export function postgresBus(options: PostgresBusOptions): InvalidationBus {
       await sql`select pg_notify(${channel}, ${payload})`.execute(executor);
     },
 
-    async subscribe(listener, subscribeOptions) {
-      // A wrapper per subscription, so one function subscribed twice is two subscriptions.
-      const subscription = (event: InvalidationEvent) => listener(event);
-      listeners.set(subscription, subscribeOptions?.onResync);
-      try {
-        // Also while a lost connection waits for its retry: this subscription needs the
-        // LISTEN now, or a failure.
-        await serially(ensureListening);
-      } catch (error) {
-        listeners.delete(subscription);
-        throw error;
-      }
-      let active = true;
-      return async () => {
-        if (!active) return;
-        active = false;
-        listeners.delete(subscription);
-        await serially(async () => {
-          if (listeners.size > 0) return;
-          clearTimeout(retryTimer);
-          retryTimer = undefined;
-          gap = false;
-          if (stopListening !== null) {
-            const stop = stopListening;
-            stopListening = null;
-            await stop();
-          }
-        });
-      };
-    },
+    subscribe: (listener, subscribeOptions) =>
+      // Also while a lost connection waits for its retry: this subscription needs the
+      // LISTEN now, or a failure.
+      subscriptions.add(listener, subscribeOptions, ensureListening, stopIfUnused),
   } satisfies InvalidationBus;
 }
 

@@ -1,9 +1,11 @@
 import {
   busRetryDelay,
   type InvalidationBus,
+  type LogBusSettings,
   type LogEntry,
   type LogRead,
   logBus,
+  logRetention,
 } from '@keyward/core';
 import { sql } from 'kysely';
 import {
@@ -16,7 +18,7 @@ import {
 } from './postgres-bus.js';
 import { type AnyKysely, tableNames } from './table.js';
 
-export interface PostgresLogBusOptions {
+export interface PostgresLogBusOptions extends LogBusSettings {
   /** Appends to and reads the log; any Kysely on the database, e.g. the store's. */
   db: AnyKysely;
   /** The log's table, created by `migrate()` or the `keyward_0003_invalidation_log_<table>`
@@ -33,18 +35,6 @@ export interface PostgresLogBusOptions {
   connection?: PgListenConnection | PgliteListenConnection;
   /** The NOTIFY channel, a lower-case identifier. @default 'keyward_invalidation' */
   channel?: string;
-  /** Longest time between two reads of the log while it is quiet (the heartbeat): keep it
-   * well under the key service's `maxStalenessMs`. @default 1000 */
-  heartbeatMs?: number;
-  /** A read of the log slower than this counts as failed. @default 2000 */
-  timeoutMs?: number;
-  /** Entries kept: each append removes those more than this many behind it. @default 10000 */
-  maxEntries?: number;
-  /** Entries older than this are removed by the next append (the newest stays).
-   * @default 86400000 (a day) */
-  maxAgeMs?: number;
-  /** Receives the errors the bus cannot throw (see `logBus`). Required. */
-  onError: (error: unknown) => void;
 }
 
 /** Entries read at once; a longer backlog is read in several batches. */
@@ -65,8 +55,7 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
       `keyward: channel must be a lower-case identifier of at most 63 characters, got ${JSON.stringify(channel)}.`,
     );
   }
-  const maxEntries = positive('maxEntries', options.maxEntries, 10_000);
-  const maxAgeMs = positive('maxAgeMs', options.maxAgeMs, 86_400_000);
+  const { maxEntries, maxAgeMs } = logRetention(options);
   const db = options.db.withoutPlugins();
   const table = sql.table(logTable);
   const listen: ListenSource | undefined =
@@ -278,12 +267,4 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
       timeoutMs: options.timeoutMs,
     },
   );
-}
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);
-  }
-  return value;
 }

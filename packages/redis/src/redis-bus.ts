@@ -1,9 +1,8 @@
 import {
   busRetryDelay,
+  busSubscriptions,
   deliverInvalidationEvent,
   type InvalidationBus,
-  type InvalidationEvent,
-  type SubscribeOptions,
   serializeInvalidationEvent,
 } from '@keyward/core';
 import type { Cluster, Redis } from 'ioredis';
@@ -49,12 +48,15 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
   const { publisher, subscriber } = options;
   const channel = options.channel ?? 'keyward:invalidation';
   const { onError } = options;
-  // Each subscription's listener → its resync callback.
-  const listeners = new Map<(event: InvalidationEvent) => void, SubscribeOptions['onResync']>();
+  // SUBSCRIBE and UNSUBSCRIBE run one at a time (subscriptions.serially), each bringing the
+  // connection to what the subscriptions need at that moment, so interleaved subscribe and
+  // unsubscribe calls cannot leave the channel unsubscribed while a listener waits.
+  const subscriptions = busSubscriptions(onError);
+  const serially = subscriptions.serially;
 
   const onMessage = (from: string, payload: string) => {
     if (from !== channel) return;
-    deliverInvalidationEvent(payload, listeners.keys(), onError, channel);
+    deliverInvalidationEvent(payload, subscriptions.listeners(), onError, channel);
   };
 
   // A dropped connection opens a gap: events published until the channel is subscribed
@@ -117,68 +119,40 @@ export function redisBus(options: RedisBusOptions): InvalidationBus {
       if (drops !== seen) return;
       gap = false;
       retries = 0;
-      for (const onResync of [...listeners.values()]) {
-        try {
-          onResync?.();
-        } catch (error) {
-          onError(error);
-        }
-      }
+      subscriptions.each((subscription) => subscription.onResync?.());
     });
 
-  // SUBSCRIBE and UNSUBSCRIBE run one at a time, each bringing the connection to what
-  // the listener set needs at that moment, so interleaved subscribe/unsubscribe calls
-  // cannot leave the channel unsubscribed while a listener waits for events.
   let subscribed = false;
-  let queue: Promise<void> = Promise.resolve();
-  const serially = (work: () => Promise<void>): Promise<void> => {
-    const step = queue.then(work);
-    // The caller gets the failure; the queue only needs to know the step is over.
-    queue = step.catch(() => undefined);
-    return step;
-  };
-  const sync = (): Promise<void> =>
-    serially(async () => {
-      if (listeners.size > 0 && !subscribed) {
-        subscriber.on('message', onMessage);
-        try {
-          await subscriber.subscribe(channel);
-        } catch (error) {
-          subscriber.off('message', onMessage);
-          throw error;
-        }
-        subscribed = true;
-        gap = false;
-        watch();
-      } else if (listeners.size === 0 && subscribed) {
-        await subscriber.unsubscribe(channel);
-        unwatch();
+  /** Subscribes or unsubscribes, as the subscriptions need now. Runs inside `serially`. */
+  const sync = async (): Promise<void> => {
+    if (subscriptions.size > 0 && !subscribed) {
+      subscriber.on('message', onMessage);
+      try {
+        await subscriber.subscribe(channel);
+      } catch (error) {
         subscriber.off('message', onMessage);
-        subscribed = false;
-        clearTimeout(retryTimer);
-        retryTimer = undefined;
+        throw error;
       }
-    });
+      subscribed = true;
+      gap = false;
+      watch();
+    } else if (subscriptions.size === 0 && subscribed) {
+      await subscriber.unsubscribe(channel);
+      unwatch();
+      subscriber.off('message', onMessage);
+      subscribed = false;
+      clearTimeout(retryTimer);
+      retryTimer = undefined;
+    }
+  };
 
   return {
     async publish(event) {
       await publisher.publish(channel, serializeInvalidationEvent(event));
     },
 
-    async subscribe(listener, subscribeOptions) {
-      // A wrapper per call, so the same function subscribed twice is two subscriptions.
-      const entry = (event: InvalidationEvent) => listener(event);
-      listeners.set(entry, subscribeOptions?.onResync);
-      try {
-        await sync();
-      } catch (error) {
-        listeners.delete(entry);
-        throw error;
-      }
-      return async () => {
-        if (listeners.delete(entry)) await sync();
-      };
-    },
+    subscribe: (listener, subscribeOptions) =>
+      subscriptions.add(listener, subscribeOptions, sync, sync),
   };
 }
 

@@ -1,8 +1,15 @@
-import { type InvalidationBus, type LogEntry, type LogRead, logBus } from '@keyward/core';
+import {
+  type InvalidationBus,
+  type LogBusSettings,
+  type LogEntry,
+  type LogRead,
+  logBus,
+  logRetention,
+} from '@keyward/core';
 import type { Cluster, Redis } from 'ioredis';
 import { defineScript, runScript } from './scripts.js';
 
-export interface RedisStreamBusOptions {
+export interface RedisStreamBusOptions extends LogBusSettings {
   /** Appends and reads the log (non-blocking commands). Any client will do, the store's
    * included; a Cluster too. */
   publisher: Redis | Cluster;
@@ -19,18 +26,6 @@ export interface RedisStreamBusOptions {
    * apps sharing a Redis use one each. @default 'keyward:invalidation'
    */
   key?: string;
-  /** Longest time between two reads of the log while it is quiet (the heartbeat): keep it
-   * well under the key service's `maxStalenessMs`. @default 1000 */
-  heartbeatMs?: number;
-  /** A read of the log slower than this counts as failed. @default 2000 */
-  timeoutMs?: number;
-  /** Entries kept, about (XADD MAXLEN ~). @default 10000 */
-  maxEntries?: number;
-  /** Entries older than this are trimmed by the next append (XTRIM MINID ~).
-   * @default 86400000 (a day) */
-  maxAgeMs?: number;
-  /** Receives the errors the bus cannot throw (see `logBus`). Required. */
-  onError: (error: unknown) => void;
 }
 
 /** Entries read at once; a longer backlog is read in several batches. */
@@ -80,8 +75,7 @@ export function redisStreamBus(options: RedisStreamBusOptions): InvalidationBus 
       `keyward: key must be non-empty, without braces; got ${JSON.stringify(name)}.`,
     );
   }
-  const maxEntries = positive('maxEntries', options.maxEntries, 10_000);
-  const maxAgeMs = positive('maxAgeMs', options.maxAgeMs, 86_400_000);
+  const { maxEntries, maxAgeMs } = logRetention(options);
   const keys = [`{${name}}:log`, `{${name}}:seq`];
   const stream = keys[0] as string;
 
@@ -164,12 +158,4 @@ export function redisStreamBus(options: RedisStreamBusOptions): InvalidationBus 
 function field(fields: string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
-}
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);
-  }
-  return value;
 }

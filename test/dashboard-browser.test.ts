@@ -186,7 +186,15 @@ describe.each(['express', 'fastify'] as const)(
       // The old key, expired by the roll, is still listed (as expired) beside its successor.
       const rows = page.locator('tbody tr');
       await expect.poll(() => rows.count()).toBe(3);
-      expect(await rows.filter({ hasText: 'Expired' }).count()).toBe(1);
+      const expired = rows.filter({ hasText: 'Expired' });
+      expect(await expired.count()).toBe(1);
+      // No Roll for it: the API answers 404 to rolling an expired key.
+      const buttons = expired.locator('button[data-action]');
+      const actions: (string | null)[] = [];
+      for (let i = 0; i < (await buttons.count()); i++) {
+        actions.push(await buttons.nth(i).getAttribute('data-action'));
+      }
+      expect(actions).toEqual(['rename', 'revoke']);
       const successor = rows.filter({ hasText: `…${rolledKey.slice(-CHECKSUM_LENGTH)}` });
       expect(await successor.count()).toBe(1);
 

@@ -259,7 +259,8 @@ function actionsCell(key: ApiKey): Node {
     box.append(b);
   };
   button('rename', 'Rename', () => startRename(key));
-  button('roll', 'Roll', () => void roll(key));
+  // An expired key cannot be rolled (the API answers 404): it can be renamed or revoked.
+  if (!isExpired(key)) button('roll', 'Roll', () => void roll(key));
   button('revoke', 'Revoke', () => void revoke(key), true);
   return box;
 }

@@ -1,13 +1,10 @@
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createKeyService, type KeyService, type LeakEvent } from '@keyward/core';
-import { kyselyStore, migrate, postgresBus } from '@keyward/kysely';
-import { CHEAP_ARGON2, type RunningServer, sendRequest } from '@keyward/testing';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import type { LeakEvent } from '@keyward/core';
+import { sendRequest } from '@keyward/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer } from './support/servers.js';
-import { DATABASE_URL, postgresReachable } from './support/services.js';
+import { type Instance, postgresInstances } from './support/postgres-instances.js';
+import { postgresReachable } from './support/services.js';
 
 /**
  * A GitHub alert received by one of two instances of a host app that share a Postgres
@@ -17,8 +14,6 @@ import { DATABASE_URL, postgresReachable } from './support/services.js';
 
 const postgres = await postgresReachable();
 const GUARDED = '/test/protected';
-const table = `keyward_leak_${randomBytes(4).toString('hex')}`;
-const channel = `${table}_bus`;
 const GRACE_SECONDS = 3;
 
 const pair = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
@@ -32,48 +27,15 @@ const publicKeys = {
   ],
 };
 
-interface Instance {
-  service: KeyService;
-  server: RunningServer;
-}
-
-const pools: pg.Pool[] = [];
-const clients: pg.Client[] = [];
-const instances: Instance[] = [];
 const events: LeakEvent[] = [];
-let admin: Kysely<unknown>;
-
-async function startInstance(): Promise<Instance> {
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
-  pools.push(pool);
-  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
-  const service = createKeyService({
-    store: kyselyStore(db, { table }),
-    bus: postgresBus({
-      db,
-      channel,
-      onError: () => {},
-      connect: async () => {
-        const client = new pg.Client({ connectionString: DATABASE_URL });
-        clients.push(client);
-        await client.connect();
-        return client;
-      },
-    }),
-    argon2: CHEAP_ARGON2,
-    cache: { ttlMs: 60_000 },
-    leaks: { quarantineGraceSeconds: GRACE_SECONDS, onLeak: (event) => void events.push(event) },
-  });
-  await service.ready();
-  const server = await startServer.express({
-    service,
-    guardedPath: GUARDED,
+const cluster = postgresInstances('keyward_leak', GUARDED);
+const startInstance = () =>
+  cluster.start({
+    service: {
+      leaks: { quarantineGraceSeconds: GRACE_SECONDS, onLeak: (event) => void events.push(event) },
+    },
     httpOptions: { leaks: { github: { publicKeys } } },
   });
-  const instance = { service, server };
-  instances.push(instance);
-  return instance;
-}
 
 const status = async (instance: Instance, rawKey: string, path = GUARDED) =>
   (await sendRequest(instance.server.url, { path, headers: { 'X-API-Key': rawKey } })).status;
@@ -84,23 +46,11 @@ describe.skipIf(!postgres)(
     let a: Instance;
     let b: Instance;
     beforeAll(async () => {
-      admin = new Kysely<unknown>({
-        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: DATABASE_URL }) }),
-      });
-      await migrate(admin, { table });
+      await cluster.setUp();
       [a, b] = (await Promise.all([startInstance(), startInstance()])) as [Instance, Instance];
     });
 
-    afterAll(async () => {
-      for (const instance of instances) {
-        await instance.server.close();
-        await instance.service.close().catch(() => {});
-      }
-      await sql`drop table if exists ${sql.table(table)}`.execute(admin).catch(() => {});
-      await admin?.destroy();
-      await Promise.all(pools.map((pool) => pool.end().catch(() => {})));
-      await Promise.all(clients.map((client) => client.end().catch(() => {})));
-    });
+    afterAll(() => cluster.tearDown());
 
     it('an alert on A quarantines the key on warm B: management refused at once, the host route until the grace ends', async () => {
       const owner = `leak-${randomBytes(4).toString('hex')}`;

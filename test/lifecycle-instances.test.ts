@@ -1,14 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createKeyService, type KeyService } from '@keyward/core';
-import { kyselyStore, migrate, postgresBus } from '@keyward/kysely';
-import type { RunningServer } from '@keyward/testing';
-import { CHEAP_ARGON2 } from '@keyward/testing';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer } from './support/servers.js';
-import { DATABASE_URL, postgresReachable } from './support/services.js';
+import { type Instance, postgresInstances } from './support/postgres-instances.js';
+import { postgresReachable } from './support/services.js';
 
 /**
  * Expiry, roll and cascade revocation across two instances of a host app that share a
@@ -19,46 +13,7 @@ import { DATABASE_URL, postgresReachable } from './support/services.js';
 const postgres = await postgresReachable();
 const GUARDED = '/test/protected';
 const BASE = '/v1/api-keys';
-const table = `keyward_life_${randomBytes(4).toString('hex')}`;
-const channel = `${table}_bus`;
-
-interface Instance {
-  service: KeyService;
-  server: RunningServer;
-}
-
-const pools: pg.Pool[] = [];
-const clients: pg.Client[] = [];
-const instances: Instance[] = [];
-let admin: Kysely<unknown>;
-
-async function startInstance(): Promise<Instance> {
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
-  pools.push(pool);
-  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
-  const service = createKeyService({
-    store: kyselyStore(db, { table }),
-    bus: postgresBus({
-      db,
-      channel,
-      onError: () => {},
-      connect: async () => {
-        const client = new pg.Client({ connectionString: DATABASE_URL });
-        clients.push(client);
-        await client.connect();
-        return client;
-      },
-    }),
-    argon2: CHEAP_ARGON2,
-    // The bus, not the TTL, is what keeps the instances in step here.
-    cache: { ttlMs: 60_000 },
-  });
-  await service.ready();
-  const server = await startServer.express({ service, guardedPath: GUARDED });
-  const instance = { service, server };
-  instances.push(instance);
-  return instance;
-}
+const cluster = postgresInstances('keyward_life', GUARDED);
 
 async function get(instance: Instance, rawKey: string): Promise<number> {
   const res = await fetch(`${instance.server.url}${GUARDED}`, { headers: { 'X-API-Key': rawKey } });
@@ -95,23 +50,11 @@ let b: Instance;
 
 describe.skipIf(!postgres)('lifecycle across two instances (Postgres store and bus, HTTP)', () => {
   beforeAll(async () => {
-    admin = new Kysely<unknown>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: DATABASE_URL }) }),
-    });
-    await migrate(admin, { table });
-    [a, b] = await Promise.all([startInstance(), startInstance()]);
+    await cluster.setUp();
+    [a, b] = await Promise.all([cluster.start(), cluster.start()]);
   });
 
-  afterAll(async () => {
-    for (const instance of instances) {
-      await instance.server.close();
-      await instance.service.close().catch(() => {});
-    }
-    await sql`drop table if exists ${sql.table(table)}`.execute(admin).catch(() => {});
-    await admin?.destroy();
-    await Promise.all(pools.map((pool) => pool.end().catch(() => {})));
-    await Promise.all(clients.map((client) => client.end().catch(() => {})));
-  });
+  afterAll(() => cluster.tearDown());
 
   it('a key with expiresAt 2 s ahead is accepted until then and refused from that instant, on both warm instances', async () => {
     const owner = `life-${randomBytes(4).toString('hex')}`;

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type AuthenticatedKey,
   createKeyService,
+  type KeyService,
   KeywardError,
   memoryStore,
 } from '../src/index.js';
@@ -196,6 +197,62 @@ describe('leases', () => {
     expect(claims).toBe(5);
     expect(sync).toBe(4995);
     await service.close();
+  });
+});
+
+describe('the bound across instances whose clocks disagree', () => {
+  it('counted on the clock furthest ahead, a window admits at most limit + (N − 1) · L; on one behind, up to 2 · limit', async () => {
+    // Three instances share a store; A's clock is 300 ms ahead of B's and C's. Limit 100
+    // a second, so L = 10. Times below are B's clock, from the start T of a window.
+    const LIMIT = 100;
+    const L = Math.ceil(LIMIT / 10);
+    const store = memoryStore();
+    const T = Date.parse('2026-06-01T00:00:00.000Z');
+    let t = T;
+    const services = [300, 0, 0].map((offset) =>
+      createKeyService({ store, argon2: CHEAP_ARGON2, now: () => new Date(t + offset) }),
+    );
+    const [a, b, c] = services as [KeyService, KeyService, KeyService];
+    const { rawKey } = await a.create('acct', 'skewed', {
+      rateLimit: { limit: LIMIT, windowSec: 1 },
+    });
+    const keys = new Map<KeyService, AuthenticatedKey>();
+    for (const service of services) keys.set(service, await authenticated(service, rawKey));
+    /** `count` requests on `service` at B's time T + `at`; how many were admitted. */
+    const send = async (service: KeyService, at: number, count: number) => {
+      t = T + at;
+      let ok = 0;
+      for (let i = 0; i < count; i++) {
+        let verdict = service.checkLimits(keys.get(service) as AuthenticatedKey, 1);
+        if (verdict instanceof Promise) verdict = await verdict;
+        if (verdict.ok) ok++;
+      }
+      return ok;
+    };
+
+    // All three in window w. A spends 60; B and C take a lease each and spend one unit.
+    expect(await send(a, 650, 60)).toBe(60);
+    expect(await send(b, 650, 1)).toBe(1);
+    expect(await send(c, 650, 1)).toBe(1);
+    // A's clock crosses into w + 1 (B's and C's have 290 ms to go): A takes all of it.
+    expect(await send(a, 710, 150)).toBe(LIMIT);
+    // B and C, still in w, spend what their leases hold, and no more: the store has moved
+    // on, so their claims for w get nothing.
+    const late = (await send(b, 720, 20)) + (await send(c, 720, 20));
+    expect(late).toBeGreaterThan(0);
+    expect(late).toBeLessThanOrEqual(2 * L);
+
+    // A's window w + 1 (B's T + 700 to T + 1700): A's 100 and B's and C's late units.
+    const onA = LIMIT + late;
+    expect(onA).toBeGreaterThan(LIMIT);
+    expect(onA).toBeLessThanOrEqual(LIMIT + (services.length - 1) * L);
+    // B's window w (T to T + 1000): everything above, A's head start included.
+    const onB = 60 + 2 + LIMIT + late;
+    expect(onB).toBeLessThanOrEqual(2 * LIMIT);
+    console.info(
+      `clock skew 300 ms: A's window admitted ${onA} (bound ${LIMIT + 2 * L}), B's ${onB} (2 · limit = ${2 * LIMIT})`,
+    );
+    await Promise.all(services.map((service) => service.close()));
   });
 });
 

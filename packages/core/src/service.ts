@@ -676,10 +676,12 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       }
       const record = await callStore(() => store.update(ownerId, id, changes));
       if (!record) return null;
-      // 'updated' also for an expiry brought forward, not 'expired-early': instances of
-      // earlier versions refuse a type they do not know, and would keep the key cached.
-      // Switch once every instance parses open types (docs/design.md, "Invalidation log").
-      await dropEverywhere(ownerId, id, 'updated');
+      // An expiry brought forward is 'expired-early' on a log bus: log buses came with open
+      // types, so every instance reading one parses it. On a pub/sub bus it stays
+      // 'updated', which instances of earlier versions (that refuse a type they do not
+      // know, and would keep the key cached) understand (docs/design.md, "Invalidation log").
+      const early = changes.expiresAt !== undefined && o.bus?.vouchesForView === true;
+      await dropEverywhere(ownerId, id, early ? 'expired-early' : 'updated');
       return toApiKey(record);
     },
 

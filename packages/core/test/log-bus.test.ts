@@ -12,6 +12,7 @@ import {
   type InvalidationDiagnostic,
   type LogBusSource,
   logBus,
+  memoryBus,
 } from '../src/bus.js';
 import { ARGON2_CHANNEL } from '../src/hashing.js';
 import { memoryStore } from '../src/memory-store.js';
@@ -108,6 +109,36 @@ async function twoInstances() {
 }
 
 describe('logBus', () => {
+  it('an expiry brought forward goes out as expired-early on a log bus, as updated on pub/sub', async () => {
+    const { a, b } = await twoInstances();
+    const key = await a.create('acct_1', 'k');
+    expect(await b.verify(key.rawKey)).toMatchObject({ ok: true });
+    const seen: InvalidationDiagnostic[] = [];
+    const listener = (message: unknown) => seen.push(message as InvalidationDiagnostic);
+    subscribe(INVALIDATION_CHANNEL, listener);
+    try {
+      await a.update('acct_1', key.id, { expiresAt: new Date(Date.now() + 60_000) });
+      await vi.waitFor(() => expect(b.verifyCached(key.rawKey)).toBeUndefined());
+      await a.update('acct_1', key.id, { name: 'renamed' });
+      // Each event is applied twice in this process: by A (its own log) and by B.
+      await vi.waitFor(() => expect(seen).toHaveLength(4));
+    } finally {
+      unsubscribe(INVALIDATION_CHANNEL, listener);
+    }
+    const applied = seen.map((message) => (message.kind === 'applied' ? message.type : ''));
+    expect(applied.sort()).toEqual(['expired-early', 'expired-early', 'updated', 'updated']);
+
+    // A pub/sub bus may be shared with instances of earlier versions: 'updated' there.
+    const bus = memoryBus();
+    const types: string[] = [];
+    await bus.subscribe((event) => types.push(event.type));
+    const c = service({ bus });
+    const other = await c.create('acct_1', 'k');
+    await c.update('acct_1', other.id, { expiresAt: new Date(Date.now() + 60_000) });
+    expect(types).toEqual(['updated']);
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
   it('delivers what A publishes to B, with its lag, and keeps B’s view current', async () => {
     const { a, b } = await twoInstances();
     const key = await a.create('acct_1', 'k');

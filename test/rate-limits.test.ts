@@ -19,7 +19,7 @@ const CONNECTIONS = 50;
 const GUARDED_PATH = '/test/protected';
 const LOAD_PATH = TIMED_PATH;
 
-describe.each(['express', 'fastify'] as const)('%s: rate limit exactness', (adapter) => {
+describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limit exactness', (adapter) => {
   const service = createKeyService({ store: memoryStore(), argon2: CHEAP_ARGON2 });
   let server: RunningServer;
 

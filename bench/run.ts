@@ -38,7 +38,8 @@ const HELP = `pnpm bench [options]   (each option also reads from the env variab
                                                  (default 30)
   --stores=<list>         BENCH_STORES           memory,postgres,redis
   --frameworks=<list>     BENCH_FRAMEWORKS       fastify,express,hono
-  --scenarios=<list>      BENCH_SCENARIOS        ideal,guarded-warm,guarded-limited,flood,cold
+  --scenarios=<list>      BENCH_SCENARIOS        ideal,guarded-warm,guarded-limited,fields-only,
+                                                 flood,cold
                                                  (unguarded always runs: ratios need it;
                                                  flood brings flood-solo)
   --skip-memory           BENCH_SKIP_MEMORY=1    skip the 100,000-key heap measurement
@@ -58,16 +59,19 @@ type Scenario =
   | 'ideal'
   | 'guarded-warm'
   | 'guarded-limited'
+  | 'fields-only'
   | 'flood-solo'
   | 'flood'
   | 'cold';
 /** The scenarios that take turns in rounds, and the route each one loads. `guarded-limited`
- * is the warm guard with a key that has a rate limit it does not reach. */
+ * is the warm guard with a key that has a rate limit it does not reach; `fields-only` is
+ * the unguarded route sending that key's two header fields (their cost alone). */
 const WARM_PATHS = {
   unguarded: '/hello',
   ideal: '/ideal',
   'guarded-warm': '/guarded',
   'guarded-limited': '/guarded',
+  'fields-only': '/hello-fields',
 } as const;
 /** The limited key's limit: far above what the bench reaches in a window. */
 const BENCH_RATE_LIMIT = { limit: 1_000_000, windowSec: 60 };
@@ -78,6 +82,7 @@ const SCENARIOS: readonly Scenario[] = [
   'ideal',
   'guarded-warm',
   'guarded-limited',
+  'fields-only',
   'flood-solo',
   'flood',
   'cold',
@@ -187,8 +192,11 @@ async function main(): Promise<void> {
           if (setup.seedInChild) {
             await server.call({ op: 'seed', records: keys.map((k) => k.record) });
           }
-          // The ideal guard touches no store: measured once per framework, on the first store.
-          const scenarios = settings.scenarios.filter((s) => s !== 'ideal' || storeIndex === 0);
+          // The ideal guard and the fields alone touch no store: measured once per
+          // framework, on the first store.
+          const scenarios = settings.scenarios.filter(
+            (s) => (s !== 'ideal' && s !== 'fields-only') || storeIndex === 0,
+          );
           process.stdout.write(`${framework} on ${storeKind}: warming up`);
           await warmUp(server.url, warm.rawKey, limited.rawKey);
           for (let pass = 0; pass < settings.passes; pass++) {
@@ -312,7 +320,7 @@ async function runPass(
       if (scenario === undefined) continue;
       const path = WARM_PATHS[scenario];
       const key =
-        scenario === 'unguarded'
+        scenario === 'unguarded' || scenario === 'fields-only'
           ? undefined
           : scenario === 'guarded-limited'
             ? warmKeys.limited
@@ -476,9 +484,11 @@ function printAcceptance(rows: Row[], samples: Map<string, Sample[]>): string[] 
     const list = samples.get(`${row.framework}/${row.store}/guarded-limited`) ?? [];
     const ratios = Float64Array.from(list.map((s) => s.ratio)).sort();
     const calls = median(list.map((s) => s.leaseCallsPer1000));
+    const fields = rows.find((r) => r.framework === row.framework && r.scenario === 'fields-only');
     console.log(
       `  ${verdict(row.ratio >= 0.8, what)} limited guard ${what.padEnd(24)} ratio ${row.ratio.toFixed(3)} (≥ 0.80; ` +
-        `middle half of the ${ratios.length} rounds ${percentile(ratios, 25).toFixed(2)}–${percentile(ratios, 75).toFixed(2)})`,
+        `middle half of the ${ratios.length} rounds ${percentile(ratios, 25).toFixed(2)}–${percentile(ratios, 75).toFixed(2)}` +
+        `${fields ? `; the two fields alone, no guard ${fields.ratio.toFixed(3)}` : ''})`,
     );
     console.log(
       `  ${verdict(calls <= 100, `${what} store calls`)} store calls ${what.padEnd(24)} ${calls.toFixed(2)} per 1000 requests (≤ 100)`,

@@ -86,6 +86,13 @@ const service = createKeyService({
   },
 });
 
+/** `/hello-fields`: `/hello` with the two header fields a limited key's answers carry,
+ * set the framework's usual way and no guard: what sending them costs by itself. */
+const LIMIT_FIELDS = {
+  'RateLimit-Policy': '"window";q=1000000;w=60',
+  RateLimit: '"window";r=999000;t=42',
+};
+
 const starters = { fastify: startFastify, express: startExpress, hono: startHono };
 const { url, closeServer } = await starters[config.framework]();
 
@@ -93,6 +100,10 @@ async function startFastify() {
   const app = Fastify({ frameworkErrors: keywardFrameworkErrors });
   await app.register(fastifyKeyward, { service });
   app.get('/hello', async () => body);
+  app.get('/hello-fields', async (_request, reply) => {
+    reply.headers(LIMIT_FIELDS);
+    return body;
+  });
   app.get('/guarded', { config: { apiKey: true } }, async (request) => {
     if (!request.apiKey) throw new Error('guard let a request through without a key');
     return body;
@@ -122,6 +133,9 @@ async function startExpress() {
   app.use(auth.router);
   app.get('/hello', (_req, res) => {
     res.json(body);
+  });
+  app.get('/hello-fields', (_req, res) => {
+    res.set(LIMIT_FIELDS).json(body);
   });
   app.get('/guarded', auth.requireApiKey(), (req, res) => {
     if (!req.apiKey) throw new Error('guard let a request through without a key');
@@ -159,6 +173,7 @@ async function startHono() {
   const auth = honoKeyward({ service });
   app.use(auth.routes);
   app.get('/hello', (c) => c.json(body));
+  app.get('/hello-fields', (c) => c.json(body, 200, LIMIT_FIELDS));
   app.get('/guarded', auth.requireApiKey(), (c) => {
     if (!c.get('apiKey')) throw new Error('guard let a request through without a key');
     return c.json(body);

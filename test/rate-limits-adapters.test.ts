@@ -93,6 +93,41 @@ describe.each(['express', 'fastify', 'hono'] as const)('%s: rate limits', (adapt
     expect(admitted.headers.ratelimit).toMatch(/^"window";r=6;t=\d+$/);
   });
 
+  it('a management request refused past the limit check (its body, its media type, a missing key, its own powers) costs nothing', async () => {
+    const { rawKey } = await service.create('acct_refunds', 'limited manager', {
+      rateLimit: { limit: 9, windowSec: 3600 },
+      credits: { remaining: 9 },
+    });
+    const send = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+      sendRequest(server.url, {
+        method,
+        path,
+        headers: { 'X-API-Key': rawKey, ...headers },
+        ...(body === undefined ? {} : { body }),
+      });
+    const json = { 'Content-Type': 'application/json' };
+    const refusals = [
+      // A key with limits may not create keys (403), whatever the body.
+      await send('POST', BASE, json, '{"name":"child"}'),
+      // Not JSON (415), broken JSON (400), a bad field (400).
+      await send('POST', BASE, { 'Content-Type': 'text/plain' }, 'x'),
+      await send('PATCH', `${BASE}/key_doesNotExist0000`, json, '{"name":'),
+      await send('PATCH', `${BASE}/key_doesNotExist0000`, json, '{"name":""}'),
+      // No such key (404).
+      await send('DELETE', `${BASE}/key_doesNotExist0000`, {}),
+    ];
+    expect(refusals.map((res) => res.status)).toEqual([403, 415, 400, 400, 404]);
+    for (const res of refusals) {
+      expect(res.headers.ratelimit).toMatch(/^"window";r=9;t=\d+$/);
+    }
+    // Nothing was spent: the first admitted request finds the whole window and balance.
+    const list = await get(BASE, rawKey);
+    expect(list.status).toBe(200);
+    expect(list.headers.ratelimit).toMatch(/^"window";r=8;t=\d+$/);
+    const listed = (list.json as { data: { name: string; credits: { remaining: number } }[] }).data;
+    expect(listed.find((key) => key.name === 'limited manager')?.credits.remaining).toBe(8);
+  });
+
   it('credits run out with 429 credits_exhausted; the management routes spend them too', async () => {
     const { rawKey } = await service.create('acct_credits', 'credits', {
       credits: { remaining: 2, refill: { amount: 2, every: 'month' } },

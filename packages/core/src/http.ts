@@ -478,14 +478,18 @@ export function createHttpHandler<R = HttpRequest>(
       if (!action.scopes.some((scope) => holdsScopes(caller.scopes, [scope]))) {
         return withLimitFields(insufficientScope(action.scopes.slice(0, 1)), caller.key);
       }
-      let limitHeaders: Record<string, string> | undefined;
       const { key } = caller;
-      if (key && (key.rateLimit !== null || key.credits !== null)) {
-        const verdict = await service.checkLimits(key, 1);
-        if (!verdict.ok) return refusedByLimits(verdict);
-        limitHeaders = verdict.headers;
+      if (!key || (key.rateLimit === null && key.credits === null)) {
+        return await runAction(request, action, caller, match.id);
       }
-      return withHeaders(await runAction(request, action, caller, match.id), limitHeaders);
+      const verdict = await service.checkLimits(key, 1);
+      if (!verdict.ok) return refusedByLimits(verdict);
+      const response = await runAction(request, action, caller, match.id);
+      if (response.status < 400) return withHeaders(response, verdict.headers);
+      // Refused after all (its body, its target, this key's own powers): it costs nothing,
+      // and its fields say so.
+      service.refundLimits(key, 1);
+      return withLimitFields(response, key);
     } catch (error) {
       return errorResponse(error);
     }

@@ -361,9 +361,29 @@ export function createLimiter(deps: LimiterDeps) {
     return headersFor(limit, state, now);
   }
 
+  /**
+   * Puts back what an admitted request of `cost` took, when it was refused after all (a
+   * management request refused for its body, say): refused requests cost nothing. Into
+   * the lease it came from, while that lease still holds (the same window, the same
+   * balance); strict credits, taken from the store itself, are not put back.
+   */
+  function refund(key: LimitedKey, cost: number): void {
+    const state = leases.peek(key.id);
+    if (!state) return;
+    const now = nowMs();
+    const limit = key.rateLimit;
+    if (limit) {
+      const size = limit.windowSec * 1000;
+      if (state.windowStart === now - (now % size)) state.windowLeft += cost;
+    }
+    const credits = key.credits;
+    if (credits && !credits.strict && now < state.creditsValidUntil) state.creditsLeft += cost;
+  }
+
   return {
     check,
     headersOf,
+    refund,
     /** Gives back what this instance holds for `id` and forgets it. */
     forget(id: string): void {
       leases.delete(id);

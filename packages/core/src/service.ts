@@ -202,6 +202,10 @@ export interface KeyService {
    * nothing (refused before the limit check, e.g. for scope); `undefined` without a
    * rate limit. */
   limitHeaders(key: LimitedKey): Record<string, string> | undefined;
+  /** Puts back what `checkLimits` took for a request that was refused after all (refused
+   * requests cost nothing): the management routes do it for an answer of 400 and up. A
+   * host route may too. Strict credits are not put back. */
+  refundLimits(key: LimitedKey, cost: number): void;
   /** Drops a key from this instance's caches, as a bus event would. */
   invalidate(keyId: string): void;
   /** Writes pending lastUsedAt values now. */
@@ -822,6 +826,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
     verifyCached: verifier.verifyCached,
     checkLimits: limiter.check,
     limitHeaders: limiter.headersOf,
+    refundLimits: limiter.refund,
 
     invalidate(keyId) {
       verifier.invalidate(keyId);

@@ -24,6 +24,9 @@ export interface InvalidationBus {
    * cache TTL stays the bound.
    */
   readonly vouchesForView?: boolean;
+  /** With `vouchesForView`: the longest the bus goes without reading its log while the log
+   * is quiet. The key service refuses a `maxStalenessMs` under twice this. */
+  readonly heartbeatMs?: number;
 }
 
 export interface SubscribeOptions {
@@ -444,6 +447,7 @@ export function logBus(source: LogBusSource, options: LogBusOptions): Invalidati
 
   return {
     vouchesForView: true,
+    heartbeatMs,
     publish: (event) => source.append(serializeInvalidationEvent(event)),
     subscribe: (listener, subscribeOptions) =>
       subscriptions.add(listener, subscribeOptions, start, stopIfUnused),

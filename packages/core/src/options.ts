@@ -201,7 +201,7 @@ export function resolveOptions(options: KeyServiceOptions) {
     leakPolicy: leakPolicy(options.leaks?.policy),
     quarantineGraceSeconds: quarantineGrace(options.leaks?.quarantineGraceSeconds),
     onLeak: options.leaks?.onLeak ?? (() => {}),
-    maxStalenessMs: positiveInt('maxStalenessMs', options.maxStalenessMs, 5000),
+    maxStalenessMs: stalenessBound(options),
     onInvalidKey: options.onInvalidKey ?? (() => {}),
     onError: options.onError ?? (() => {}),
     now: options.now ?? (() => new Date()),
@@ -262,4 +262,21 @@ function scopeList(name: string, value: readonly string[] | undefined): readonly
   } catch (error) {
     throw new TypeError(`keyward: \`${name}\`: ${(error as Error).message}`);
   }
+}
+
+/**
+ * `maxStalenessMs`, checked against the bus's heartbeat: a log bus reads its log at least
+ * every `heartbeatMs` while quiet, and a bound under two heartbeats would send a quiet,
+ * healthy instance's cached keys to the store between two reads (docs/design.md,
+ * "Invalidation log").
+ */
+function stalenessBound(options: KeyServiceOptions): number {
+  const bound = positiveInt('maxStalenessMs', options.maxStalenessMs, 5000);
+  const heartbeatMs = options.bus?.vouchesForView ? options.bus.heartbeatMs : undefined;
+  if (heartbeatMs !== undefined && bound < 2 * heartbeatMs) {
+    throw new TypeError(
+      `keyward: maxStalenessMs (${bound}) must be at least twice the bus's heartbeatMs (${heartbeatMs}): otherwise an instance whose log is merely quiet checks every cached key in the store between two heartbeats. Raise maxStalenessMs or lower heartbeatMs.`,
+    );
+  }
+  return bound;
 }

@@ -109,6 +109,17 @@ async function twoInstances() {
 }
 
 describe('logBus', () => {
+  it('a maxStalenessMs under two heartbeats of the bus is refused when the service is made', () => {
+    const bus = (heartbeatMs: number) =>
+      logBus(memoryLog().source({ cut: false }), { name: 'log', heartbeatMs, onError: () => {} });
+    expect(() => service({ bus: bus(1000), maxStalenessMs: 1999 })).toThrow(
+      /maxStalenessMs \(1999\) must be at least twice the bus's heartbeatMs \(1000\)/,
+    );
+    // The defaults (1 s and 5 s) and anything from two heartbeats up are fine.
+    expect(() => service({ bus: bus(1000) })).not.toThrow();
+    expect(() => service({ bus: bus(1000), maxStalenessMs: 2000 })).not.toThrow();
+  });
+
   it('an expiry brought forward goes out as expired-early on a log bus, as updated on pub/sub', async () => {
     const { a, b } = await twoInstances();
     const key = await a.create('acct_1', 'k');

@@ -74,6 +74,15 @@ function countingStore(shared: KeyStore, down: { value: boolean }) {
   return { store, reads: () => reads };
 }
 
+/** What the key services of this process report on the invalidation diagnostics channel,
+ * until `stop()`. */
+function watchDiagnostics() {
+  const seen: InvalidationDiagnostic[] = [];
+  const listener = (message: unknown) => seen.push(message as InvalidationDiagnostic);
+  subscribe(INVALIDATION_CHANNEL, listener);
+  return { seen, stop: () => unsubscribe(INVALIDATION_CHANNEL, listener) };
+}
+
 const MAX_STALENESS_MS = 200;
 const HEARTBEAT_MS = 20;
 
@@ -124,9 +133,7 @@ describe('logBus', () => {
     const { a, b } = await twoInstances();
     const key = await a.create('acct_1', 'k');
     expect(await b.verify(key.rawKey)).toMatchObject({ ok: true });
-    const seen: InvalidationDiagnostic[] = [];
-    const listener = (message: unknown) => seen.push(message as InvalidationDiagnostic);
-    subscribe(INVALIDATION_CHANNEL, listener);
+    const { seen, stop } = watchDiagnostics();
     try {
       await a.update('acct_1', key.id, { expiresAt: new Date(Date.now() + 60_000) });
       await vi.waitFor(() => expect(b.verifyCached(key.rawKey)).toBeUndefined());
@@ -134,7 +141,7 @@ describe('logBus', () => {
       // Each event is applied twice in this process: by A (its own log) and by B.
       await vi.waitFor(() => expect(seen).toHaveLength(4));
     } finally {
-      unsubscribe(INVALIDATION_CHANNEL, listener);
+      stop();
     }
     const applied = seen.map((message) => (message.kind === 'applied' ? message.type : ''));
     expect(applied.sort()).toEqual(['expired-early', 'expired-early', 'updated', 'updated']);
@@ -154,14 +161,12 @@ describe('logBus', () => {
     const { a, b } = await twoInstances();
     const key = await a.create('acct_1', 'k');
     expect(await b.verify(key.rawKey)).toMatchObject({ ok: true });
-    const seen: InvalidationDiagnostic[] = [];
-    const listener = (message: unknown) => seen.push(message as InvalidationDiagnostic);
-    subscribe(INVALIDATION_CHANNEL, listener);
+    const { seen, stop } = watchDiagnostics();
     try {
       await a.revoke('acct_1', key.id);
       await vi.waitFor(() => expect(b.verifyCached(key.rawKey)).toBeUndefined());
     } finally {
-      unsubscribe(INVALIDATION_CHANNEL, listener);
+      stop();
     }
     expect(seen).toContainEqual({
       kind: 'applied',

@@ -4,6 +4,8 @@
  * TTL is the bound. @keyward/redis ships one over pub/sub, @keyward/kysely one over
  * Postgres LISTEN/NOTIFY.
  */
+import { positiveInt } from './options.js';
+
 export interface InvalidationBus {
   /** Sends the event to every subscribed instance, this one included. */
   publish(event: InvalidationEvent): Promise<void>;
@@ -302,16 +304,9 @@ export function logRetention(settings: Pick<LogBusSettings, 'maxEntries' | 'maxA
   maxEntries: number;
   maxAgeMs: number;
 } {
-  const positive = (name: string, value: number | undefined, fallback: number) => {
-    if (value === undefined) return fallback;
-    if (!Number.isSafeInteger(value) || value < 1) {
-      throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);
-    }
-    return value;
-  };
   return {
-    maxEntries: positive('maxEntries', settings.maxEntries, 10_000),
-    maxAgeMs: positive('maxAgeMs', settings.maxAgeMs, 86_400_000),
+    maxEntries: positiveInt('maxEntries', settings.maxEntries, 10_000),
+    maxAgeMs: positiveInt('maxAgeMs', settings.maxAgeMs, 86_400_000),
   };
 }
 
@@ -337,15 +332,9 @@ export interface LogBusOptions {
  * the position calls `onResync` and `onError`.
  */
 export function logBus(source: LogBusSource, options: LogBusOptions): InvalidationBus {
-  const heartbeatMs = options.heartbeatMs ?? 1000;
-  const timeoutMs = options.timeoutMs ?? 2000;
+  const heartbeatMs = positiveInt('heartbeatMs', options.heartbeatMs, 1000);
+  const timeoutMs = positiveInt('timeoutMs', options.timeoutMs, 2000);
   const { onError, name } = options;
-  if (!Number.isSafeInteger(heartbeatMs) || heartbeatMs < 1) {
-    throw new TypeError(`keyward: heartbeatMs must be a positive integer; got ${heartbeatMs}.`);
-  }
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) {
-    throw new TypeError(`keyward: timeoutMs must be a positive integer; got ${timeoutMs}.`);
-  }
   const subscriptions = busSubscriptions(onError);
   // Bumped each time the reader stops, so a reader from before stops too.
   let generation = 0;

@@ -234,7 +234,9 @@ function quarantineGrace(value: number | undefined): number {
   return seconds;
 }
 
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
+/** `value`, or `fallback` when unset; anything but a positive integer is a TypeError naming
+ * `name`. */
+export function positiveInt(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new TypeError(`keyward: \`${name}\` must be a positive integer; got ${value}.`);

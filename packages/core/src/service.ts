@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import { channel as diagnosticsChannel } from 'node:diagnostics_channel';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import {
   busRetryDelay,
@@ -320,8 +321,8 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
   // Reported even to a host that never calls ready(); ready() rejects with it too.
   subscription?.catch(o.onError);
 
-  // Events whose publish failed, sent again in the background until one goes through.
-  const republishing = new Set<Promise<void>>();
+  // Events whose publish failed and are being sent again in the background.
+  let republishing = 0;
   let closed = false;
 
   async function publish(event: InvalidationEvent): Promise<void> {
@@ -343,7 +344,7 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
         ),
       );
     }
-    if (republishing.size >= MAX_REPUBLISHING) {
+    if (republishing >= MAX_REPUBLISHING) {
       o.onError(
         new Error(
           `keyward: ${MAX_REPUBLISHING} events are waiting to be published; the ${event.type} event of ${event.keyId} is dropped (other instances hold the key until their cache TTL).`,
@@ -351,25 +352,28 @@ export function createKeyService(options: KeyServiceOptions): KeyService {
       );
       return;
     }
-    const retry = (async () => {
-      for (let attempt = 0; !closed; attempt++) {
-        await new Promise((resolve) => setTimeout(resolve, busRetryDelay(attempt)).unref());
-        if (closed) break;
-        try {
-          await bus.publish(event);
-          return;
-        } catch {
-          // Reported once, above; tried again after a longer pause.
+    republishing++;
+    void (async () => {
+      try {
+        for (let attempt = 0; !closed; attempt++) {
+          await sleep(busRetryDelay(attempt), undefined, { ref: false });
+          if (closed) break;
+          try {
+            await bus.publish(event);
+            return;
+          } catch {
+            // Reported once, above; tried again after a longer pause.
+          }
         }
+        o.onError(
+          new Error(
+            `keyward: closed before the ${event.type} event of ${event.keyId} could be published.`,
+          ),
+        );
+      } finally {
+        republishing--;
       }
-      o.onError(
-        new Error(
-          `keyward: closed before the ${event.type} event of ${event.keyId} could be published.`,
-        ),
-      );
     })();
-    republishing.add(retry);
-    void retry.finally(() => republishing.delete(retry));
   }
 
   /** A key that changed: out of this instance's caches and, through the bus, every

@@ -166,6 +166,7 @@ export function createFetchHandler<R = Request>(options: KeywardFetchOptions<R>)
  */
 class Outcome implements GuardOutcome {
   result: GuardResult | undefined = undefined;
+  private failure: { error: unknown } | undefined = undefined;
   private resolve: ((result: GuardResult) => void) | undefined = undefined;
   private reject: ((error: unknown) => void) | undefined = undefined;
 
@@ -178,10 +179,13 @@ class Outcome implements GuardOutcome {
   }
 
   fail(error: unknown): void {
-    this.reject?.(error);
+    if (this.reject) this.reject(error);
+    else this.failure = { error };
   }
 
+  /** The verdict still to come, or a failure that came before this was asked for. */
   later(): Promise<GuardResult> {
+    if (this.failure) return Promise.reject(this.failure.error);
     return new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;

@@ -159,8 +159,7 @@ export function createLimiter(deps: LimiterDeps) {
   }
 
   function moveToWindow(state: KeyLeases, limit: RateLimit, now: number): void {
-    const size = limit.windowSec * 1000;
-    const start = now - (now % size);
+    const start = windowStartAt(limit, now);
     if (state.windowStart === start) return;
     // The old window's lease is moot: the store counts the new window from 0.
     state.windowStart = start;
@@ -373,8 +372,7 @@ export function createLimiter(deps: LimiterDeps) {
     const now = nowMs();
     const limit = key.rateLimit;
     if (limit) {
-      const size = limit.windowSec * 1000;
-      if (state.windowStart === now - (now % size)) state.windowLeft += cost;
+      if (state.windowStart === windowStartAt(limit, now)) state.windowLeft += cost;
     }
     const credits = key.credits;
     if (credits && !credits.strict && now < state.creditsValidUntil) state.creditsLeft += cost;
@@ -404,6 +402,11 @@ export function createLimiter(deps: LimiterDeps) {
       await Promise.all(returning);
     },
   };
+}
+
+/** The start (epoch ms) of the epoch-aligned window of `limit` that holds `now`. */
+function windowStartAt(limit: RateLimit, now: number): number {
+  return now - (now % (limit.windowSec * 1000));
 }
 
 function secondsLeft(limit: RateLimit, state: KeyLeases, now: number): number {

@@ -32,6 +32,8 @@ export interface LimiterDeps {
 
 /** Largest window lease (docs/design.md, "The bound across N instances"). */
 export const MAX_WINDOW_LEASE = 1000;
+/** How long a failed top-up (a claim ahead of need) keeps further ones from being tried. */
+const TOP_UP_PAUSE_MS = 1000;
 /** A credit lease is this many times the request's cost. */
 export const CREDIT_LEASE_FACTOR = 20;
 /** How long an instance takes a credit balance found empty at its word before it asks the
@@ -50,6 +52,8 @@ class KeyLeases {
   /** The store granted nothing: refuse until the window ends. */
   windowExhausted = false;
   windowClaim: Promise<void> | null = null;
+  /** A top-up failed: none is tried before this time (epoch ms). */
+  topUpPausedUntil = 0;
 
   creditsLeft = 0;
   /** The balance the lease came from (its `resetAt`). */
@@ -102,6 +106,7 @@ export function createLimiter(deps: LimiterDeps) {
       if (state.windowLeft >= cost) {
         state.windowLeft -= cost;
         tookWindow = true;
+        if (state.windowLeft * 2 < windowLeaseSize(limit)) topUpWindow(key, limit, state, now);
       } else if (state.windowExhausted) {
         return refusedByWindow(limit, state, now);
       } else {
@@ -174,10 +179,9 @@ export function createLimiter(deps: LimiterDeps) {
     cost: number,
     state: KeyLeases,
   ): Promise<boolean> {
-    const { id, ownerId } = key;
     for (;;) {
       // Forgotten (a bus event) while waiting: go on with the key's fresh leases.
-      if (leases.peek(id) !== state) state = stateOf(key);
+      if (leases.peek(key.id) !== state) state = stateOf(key);
       moveToWindow(state, limit, nowMs());
       if (state.windowLeft >= cost) {
         state.windowLeft -= cost;
@@ -190,33 +194,64 @@ export function createLimiter(deps: LimiterDeps) {
         await state.windowClaim;
         continue;
       }
-      const windowStart = state.windowStart;
-      const claim = {
-        windowStart,
-        limit: limit.limit,
-        want: Math.max(cost, Math.min(MAX_WINDOW_LEASE, Math.ceil(limit.limit / 10))),
-        atLeast: cost - state.windowLeft,
-      };
-      const apply = (grant: { granted: number; remaining: number }) => {
-        if (leases.peek(id) !== state || state.windowStart !== windowStart) {
-          // Forgotten or moved on while the claim ran: give the grant straight back.
-          if (grant.granted > 0) track(store.returnWindow(ownerId, id, windowStart, grant.granted));
-          return;
-        }
-        state.windowLeft += grant.granted;
-        state.windowStoreLeft = grant.remaining;
-        // Nothing left at all: refuse until the window ends, with no store call. Some left,
-        // but less than this request's cost: a cheaper request may still have it.
-        if (grant.granted === 0 && grant.remaining === 0) state.windowExhausted = true;
-      };
-      const running = callStore(() => store.claimWindow(ownerId, id, claim), apply)
-        .then(apply)
-        .finally(() => {
-          state.windowClaim = null;
-        });
-      state.windowClaim = running;
-      await running;
+      const want = Math.max(cost, windowLeaseSize(limit));
+      await claimWindowLease(key, limit, state, want, cost - state.windowLeft);
     }
+  }
+
+  /** Starts the claim for `key`'s window lease (the one in flight for it on this
+   * instance): requests that find the lease empty meanwhile wait for it. */
+  function claimWindowLease(
+    key: LimitedKey,
+    limit: RateLimit,
+    state: KeyLeases,
+    want: number,
+    atLeast: number,
+  ): Promise<void> {
+    const { id, ownerId } = key;
+    const windowStart = state.windowStart;
+    const claim = { windowStart, limit: limit.limit, want, atLeast };
+    const apply = (grant: { granted: number; remaining: number }) => {
+      if (leases.peek(id) !== state || state.windowStart !== windowStart) {
+        // Forgotten or moved on while the claim ran: give the grant straight back.
+        if (grant.granted > 0) track(store.returnWindow(ownerId, id, windowStart, grant.granted));
+        return;
+      }
+      state.windowLeft += grant.granted;
+      state.windowStoreLeft = grant.remaining;
+      // Nothing left at all: refuse until the window ends, with no store call. Some left,
+      // but less than this request's cost: a cheaper request may still have it.
+      if (grant.granted === 0 && grant.remaining === 0) state.windowExhausted = true;
+    };
+    const running = callStore(() => store.claimWindow(ownerId, id, claim), apply)
+      .then(apply)
+      .finally(() => {
+        state.windowClaim = null;
+      });
+    state.windowClaim = running;
+    return running;
+  }
+
+  /**
+   * Claims ahead: once a lease is half spent, tops it up to a whole lease in the background
+   * while requests go on spending what is left, so a busy key's requests do not all wait
+   * for a store round trip each time a lease runs out. What the instance holds never
+   * exceeds one lease, as without it. A failed top-up (already reported by `callStore`) is
+   * not tried again for a second; requests that then find the lease empty claim as usual.
+   */
+  function topUpWindow(key: LimitedKey, limit: RateLimit, state: KeyLeases, now: number): void {
+    if (state.windowClaim !== null || state.windowExhausted || state.windowStoreLeft <= 0) return;
+    if (now < state.topUpPausedUntil) return;
+    const want = windowLeaseSize(limit) - state.windowLeft;
+    if (want <= 0) return;
+    // Paused from the start, so no second top-up starts while a failure settles.
+    state.topUpPausedUntil = now + TOP_UP_PAUSE_MS;
+    claimWindowLease(key, limit, state, want, 1).then(
+      () => {
+        state.topUpPausedUntil = 0;
+      },
+      () => {},
+    );
   }
 
   function dropOutdatedCredits(state: KeyLeases, now: number): void {
@@ -402,6 +437,12 @@ export function createLimiter(deps: LimiterDeps) {
       await Promise.all(returning);
     },
   };
+}
+
+/** The window lease an instance claims for `limit`, before the store shrinks it as the
+ * window runs low (a request costing more claims its cost). */
+function windowLeaseSize(limit: RateLimit): number {
+  return Math.min(MAX_WINDOW_LEASE, Math.ceil(limit.limit / 10));
 }
 
 /** The start (epoch ms) of the epoch-aligned window of `limit` that holds `now`. */

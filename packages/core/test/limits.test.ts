@@ -175,27 +175,80 @@ describe('rate limit windows', () => {
 });
 
 describe('leases', () => {
-  it('a warm key under its limit answers synchronously, one claim per lease of 1,000', async () => {
+  /** A memory store that counts window claims and the units they granted. */
+  function countingStore() {
     const store = memoryStore();
-    let claims = 0;
+    const counts = { claims: 0, granted: 0 };
     const claimWindow = store.claimWindow;
-    store.claimWindow = (...args) => {
-      claims++;
-      return claimWindow(...args);
+    store.claimWindow = async (...args) => {
+      counts.claims++;
+      const grant = await claimWindow(...args);
+      counts.granted += grant.granted;
+      return grant;
     };
+    return { store, counts };
+  }
+
+  it('a busy key is served from its lease with no wait: the lease is topped up before it runs out, and never holds more than 1,000', async () => {
+    const { store, counts } = countingStore();
     const service = createKeyService({ store, argon2: CHEAP_ARGON2 });
     const { rawKey } = await service.create('acct', 'busy', {
       rateLimit: { limit: 1_000_000, windowSec: 86_400 },
     });
     const key = await authenticated(service, rawKey);
     let sync = 0;
-    for (let i = 0; i < 5000; i++) {
+    let mostHeld = 0;
+    for (let i = 1; i <= 5000; i++) {
       const verdict = service.checkLimits(key, 1);
       if (verdict instanceof Promise) await verdict;
       else sync++;
+      mostHeld = Math.max(mostHeld, counts.granted - i);
+      // A server's event loop turns between bursts of requests: a claim's answer lands.
+      if (i % 50 === 0) await new Promise(setImmediate);
     }
-    expect(claims).toBe(5);
-    expect(sync).toBe(4995);
+    // Only the first request waited for a claim; each later one was answered at once.
+    expect(sync).toBe(4999);
+    expect(mostHeld).toBeLessThanOrEqual(1000);
+    // The first lease, then a top-up each time about 500 had been spent: still 2 claims
+    // per 1,000 requests at most.
+    expect(counts.claims).toBeLessThanOrEqual(11);
+    expect(counts.claims).toBeGreaterThanOrEqual(9);
+    await service.close();
+  });
+
+  it('a failed top-up fails no request, and is not tried again for a second', async () => {
+    const { store, counts } = countingStore();
+    let now = Date.parse('2027-03-14T10:00:00.000Z');
+    const errors: unknown[] = [];
+    const service = createKeyService({
+      store,
+      argon2: CHEAP_ARGON2,
+      now: () => new Date(now),
+      onError: (error) => errors.push(error),
+    });
+    const { rawKey } = await service.create('acct', 'k', {
+      rateLimit: { limit: 1000, windowSec: 3600 },
+    });
+    const key = await authenticated(service, rawKey);
+    // The first lease (L = 100), then half of it spent.
+    expect(admitted(await spend(service, key, 50))).toBe(50);
+    const claimWindow = store.claimWindow;
+    store.claimWindow = async () => {
+      counts.claims++;
+      throw new Error('connection refused');
+    };
+    // The top-up starts at the 51st request, fails, and the lease still serves its 50.
+    const claimsBefore = counts.claims;
+    expect(admitted(await spend(service, key, 50))).toBe(50);
+    expect(counts.claims).toBe(claimsBefore + 1);
+    expect(errors).toHaveLength(1);
+    // The lease is empty: this request claims, and answers 503, as without a top-up.
+    await expect(service.checkLimits(key, 1)).rejects.toMatchObject({
+      code: 'service_unavailable',
+    });
+    store.claimWindow = claimWindow;
+    now += 1000;
+    expect(admitted(await spend(service, key, 60))).toBe(60);
     await service.close();
   });
 });

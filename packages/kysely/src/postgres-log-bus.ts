@@ -39,6 +39,11 @@ export interface PostgresLogBusOptions extends LogBusSettings {
 
 /** Entries read at once; a longer backlog is read in several batches. */
 const READ_BATCH = 1000;
+/** Every this many appends, the appender trims the log. */
+const TRIM_EVERY = 64n;
+/** A trim looks at this many of the oldest entries at most, so its cost is bounded
+ * whatever the retention; more than `TRIM_EVERY`, so trimming keeps up. */
+const TRIM_SCAN = 1000;
 
 /**
  * An invalidation bus over a Postgres table (docs/design.md, "Invalidation log"): each
@@ -147,6 +152,23 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
     retryTimer.unref();
   }
 
+  /**
+   * Deletes the entries more than `maxEntries` behind `seq` (an entry just appended) or
+   * older than `maxAgeMs`, among the oldest `TRIM_SCAN`; never `seq` itself, so the newest
+   * entry always stays. Not part of every append: planned and run on each, it cost an
+   * append three times its time (a scan of the whole table, too, before it looked at the
+   * oldest entries only). Rows are numbered in time order, so the oldest are those due.
+   */
+  async function trim(seq: string): Promise<void> {
+    await sql`
+      delete from ${table}
+      where seq in (
+          select seq from ${table} where seq < ${seq}::bigint order by seq limit ${TRIM_SCAN}
+        )
+        and (seq <= ${seq}::bigint - ${maxEntries}
+             or created_at < now() - make_interval(secs => ${maxAgeMs / 1000}))`.execute(db);
+  }
+
   return logBus(
     {
       async append(payload) {
@@ -162,21 +184,19 @@ export function postgresLogBus(options: PostgresLogBusOptions): InvalidationBus 
         // appends one at a time: a number is then visible before any later one, so a
         // reader that has seen n has seen everything below n. The NOTIFY, delivered on
         // commit and in commit order, carries the number and the entry, which a reader at
-        // the number before applies without a read. The trim keeps the newest row.
-        await sql`
+        // the number before applies without a read.
+        const { rows } = await sql<{ seq: string }>`
           with locked as (
             select pg_advisory_xact_lock(hashtext('keyward:log'), hashtext(${logTable}))
           ), added as (
             insert into ${table} (payload) select ${payload} from locked returning seq
-          ), trimmed as (
-            delete from ${table}
-            where seq < (select seq from added)
-              and (seq <= (select seq from added) - ${maxEntries}
-                   or created_at < now() - make_interval(secs => ${maxAgeMs / 1000}))
           )
-          select pg_notify(${channel}, (select seq from added)::text || ' ' || ${payload})`.execute(
-          db,
-        );
+          select seq::text as seq, pg_notify(${channel}, seq::text || ' ' || ${payload})
+          from added`.execute(db);
+        const seq = rows[0]?.seq;
+        // The event is in the log: a failed trim is reported, not thrown (a publish that
+        // failed would be published again), and the next one catches up.
+        if (seq !== undefined && BigInt(seq) % TRIM_EVERY === 0n) await trim(seq).catch(onError);
       },
 
       async head() {

@@ -712,15 +712,42 @@ export function describePostgresLogBus(name: string, engine: BusEngineOptions): 
       await stop();
     });
 
-    it('appends trim the log to maxEntries, keeping the newest', async () => {
+    it('every 64th append trims the log to maxEntries, keeping the newest', async () => {
       const logTable = await freshLog();
       const bus = postgresLogBus({ db: engine.db(), logTable, maxEntries: 2, onError: () => {} });
-      for (const keyId of ['key_1', 'key_2', 'key_3', 'key_4', 'key_5']) {
-        await bus.publish({ type: 'revoked', keyId });
-      }
-      const { rows } = await sql<{ payload: string }>`
-        select payload from ${sql.table(logTable)} order by seq`.execute(engine.db());
-      expect(rows.map((row) => JSON.parse(row.payload).keyId)).toEqual(['key_4', 'key_5']);
+      const kept = async () => {
+        const { rows } = await sql<{ payload: string }>`
+          select payload from ${sql.table(logTable)} order by seq`.execute(engine.db());
+        return rows.map((row) => Number(JSON.parse(row.payload).keyId.slice('key_'.length)));
+      };
+      const publish = async (from: number, to: number) => {
+        for (let n = from; n <= to; n++) await bus.publish({ type: 'revoked', keyId: `key_${n}` });
+      };
+      await publish(1, 63);
+      expect(await kept()).toHaveLength(63);
+      await publish(64, 64);
+      expect(await kept()).toEqual([63, 64]);
+      await publish(65, 130);
+      expect(await kept()).toEqual([127, 128, 129, 130]);
+    });
+
+    it('a trim deletes entries older than maxAgeMs, but never the newest', async () => {
+      const logTable = await freshLog();
+      const table = sql.table(logTable);
+      const bus = postgresLogBus({
+        db: engine.db(),
+        logTable,
+        maxAgeMs: 60_000,
+        onError: () => {},
+      });
+      for (let n = 1; n <= 63; n++) await bus.publish({ type: 'revoked', keyId: `key_${n}` });
+      await sql`update ${table} set created_at = now() - interval '2 minutes' where seq <= 60`.execute(
+        engine.db(),
+      );
+      await bus.publish({ type: 'revoked', keyId: 'key_64' });
+      const { rows } = await sql<{ seq: string }>`
+        select seq::text as seq from ${table} order by seq`.execute(engine.db());
+      expect(rows.map((row) => Number(row.seq))).toEqual([61, 62, 63, 64]);
     });
 
     it('a reader whose position the log no longer holds resyncs, says so, and reads what remains', async () => {

@@ -78,6 +78,8 @@ export type Limiter = ReturnType<typeof createLimiter>;
 export function createLimiter(deps: LimiterDeps) {
   const { store, callStore, nowMs, onError } = deps;
   const returning = new Set<Promise<void>>();
+  // Lease claims in flight: `close()` waits for them, so what they grant comes back too.
+  const claiming = new Set<Promise<void>>();
   const leases = new LRUCache<string, KeyLeases>({
     max: deps.maxKeys,
     // An evicted or forgotten key gives back what it holds.
@@ -227,8 +229,10 @@ export function createLimiter(deps: LimiterDeps) {
       .then(apply)
       .finally(() => {
         state.windowClaim = null;
+        claiming.delete(running);
       });
     state.windowClaim = running;
+    claiming.add(running);
     return running;
   }
 
@@ -324,8 +328,10 @@ export function createLimiter(deps: LimiterDeps) {
         .then(apply)
         .finally(() => {
           state.creditsClaim = null;
+          claiming.delete(running);
         });
       state.creditsClaim = running;
+      claiming.add(running);
       await running;
       if (gone) throw keyChanged(id);
       // Less left than this request's cost, but not nothing: refused, and not cached.
@@ -434,6 +440,8 @@ export function createLimiter(deps: LimiterDeps) {
      * `onError`). */
     async close(): Promise<void> {
       leases.clear();
+      // A claim that lands now finds its key forgotten and gives its grant straight back.
+      await Promise.allSettled(claiming);
       await Promise.all(returning);
     },
   };

@@ -251,6 +251,45 @@ describe('leases', () => {
     expect(admitted(await spend(service, key, 60))).toBe(60);
     await service.close();
   });
+  it('close() waits for a top-up in flight and gives its grant back', async () => {
+    const { store } = countingStore();
+    const now = Date.parse('2027-03-14T10:00:00.000Z');
+    const service = createKeyService({ store, argon2: CHEAP_ARGON2, now: () => new Date(now) });
+    const { rawKey, id } = await service.create('acct', 'k', {
+      rateLimit: { limit: 1000, windowSec: 3600 },
+    });
+    const key = await authenticated(service, rawKey);
+    // The first lease (L = 100), half of it spent.
+    expect(admitted(await spend(service, key, 50))).toBe(50);
+    // The next request starts a top-up, held here until the test lets it go.
+    let release = () => {};
+    const claimWindow = store.claimWindow;
+    store.claimWindow = async (...args) => {
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return claimWindow(...args);
+    };
+    expect(admitted(await spend(service, key, 1))).toBe(1);
+    let closed = false;
+    const closing = service.close().then(() => {
+      closed = true;
+    });
+    await new Promise(setImmediate);
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    // All that is left counted as used is what was admitted: 51 of 1,000.
+    store.claimWindow = claimWindow;
+    const windowStart = now - (now % 3_600_000);
+    const probe = await store.claimWindow('acct', id, {
+      windowStart,
+      limit: 1000,
+      want: 1,
+      atLeast: 1,
+    });
+    expect(probe).toEqual({ granted: 1, remaining: 1000 - 51 - 1 });
+  });
 });
 
 describe('the bound across instances whose clocks disagree', () => {

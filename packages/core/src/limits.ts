@@ -52,8 +52,10 @@ class KeyLeases {
   /** The store granted nothing: refuse until the window ends. */
   windowExhausted = false;
   windowClaim: Promise<void> | null = null;
-  /** A top-up failed: none is tried before this time (epoch ms). */
-  topUpPausedUntil = 0;
+  /** A window top-up failed: none is tried before this time (epoch ms). */
+  windowTopUpPausedUntil = 0;
+  /** The same for credits. */
+  creditsTopUpPausedUntil = 0;
 
   creditsLeft = 0;
   /** The balance the lease came from (its `resetAt`). */
@@ -61,7 +63,7 @@ class KeyLeases {
   /** The next refill: past it, the lease is of an old balance and is dropped. */
   creditsValidUntil = Number.POSITIVE_INFINITY;
   creditsExhaustedUntil = 0;
-  creditsClaim: Promise<void> | null = null;
+  creditsClaim: Promise<unknown> | null = null;
 
   /** The `RateLimit-Policy` value, made once per limit rather than per request. */
   policy = '';
@@ -79,7 +81,7 @@ export function createLimiter(deps: LimiterDeps) {
   const { store, callStore, nowMs, onError } = deps;
   const returning = new Set<Promise<void>>();
   // Lease claims in flight: `close()` waits for them, so what they grant comes back too.
-  const claiming = new Set<Promise<void>>();
+  const claiming = new Set<Promise<unknown>>();
   const leases = new LRUCache<string, KeyLeases>({
     max: deps.maxKeys,
     // An evicted or forgotten key gives back what it holds.
@@ -121,6 +123,9 @@ export function createLimiter(deps: LimiterDeps) {
       dropOutdatedCredits(state, now);
       if (state.creditsLeft >= cost) {
         state.creditsLeft -= cost;
+        if (state.creditsLeft * 2 < cost * CREDIT_LEASE_FACTOR) {
+          topUpCredits(key, credits, cost, state, now);
+        }
       } else if (now < state.creditsExhaustedUntil) {
         if (tookWindow) state.windowLeft += cost;
         return refusedByCredits(credits, limit, state, now);
@@ -245,14 +250,14 @@ export function createLimiter(deps: LimiterDeps) {
    */
   function topUpWindow(key: LimitedKey, limit: RateLimit, state: KeyLeases, now: number): void {
     if (state.windowClaim !== null || state.windowExhausted || state.windowStoreLeft <= 0) return;
-    if (now < state.topUpPausedUntil) return;
+    if (now < state.windowTopUpPausedUntil) return;
     const want = windowLeaseSize(limit) - state.windowLeft;
     if (want <= 0) return;
     // Paused from the start, so no second top-up starts while a failure settles.
-    state.topUpPausedUntil = now + TOP_UP_PAUSE_MS;
+    state.windowTopUpPausedUntil = now + TOP_UP_PAUSE_MS;
     claimWindowLease(key, limit, state, want, 1).then(
       () => {
-        state.topUpPausedUntil = 0;
+        state.windowTopUpPausedUntil = 0;
       },
       () => {},
     );
@@ -300,43 +305,89 @@ export function createLimiter(deps: LimiterDeps) {
         if (grant === null) throw keyChanged(id);
         return grant.granted > 0;
       }
-      let gone = false;
-      let refused = false;
-      const apply = (grant: { granted: number; remaining: number; resetAt: number } | null) => {
-        if (grant === null) {
-          gone = true;
-          return;
-        }
-        if (leases.peek(id) !== state) {
-          if (grant.granted > 0)
-            track(store.returnCredits(ownerId, id, grant.granted, grant.resetAt));
-          return;
-        }
-        if (state.creditsLeft > 0 && state.creditsResetAt !== grant.resetAt) {
-          // The balance was reset (refill, update) since the units held were claimed.
-          state.creditsLeft = 0;
-        }
-        state.creditsLeft += grant.granted;
-        state.creditsResetAt = grant.resetAt;
-        state.creditsValidUntil = period?.next ?? Number.POSITIVE_INFINITY;
-        if (grant.granted === 0) refused = true;
-        if (grant.granted === 0 && grant.remaining === 0) {
-          state.creditsExhaustedUntil = Math.min(now + CREDITS_RECHECK_MS, state.creditsValidUntil);
-        }
-      };
-      const running = callStore(() => store.claimCredits(ownerId, id, claim), apply)
-        .then(apply)
-        .finally(() => {
-          state.creditsClaim = null;
-          claiming.delete(running);
-        });
-      state.creditsClaim = running;
-      claiming.add(running);
-      await running;
-      if (gone) throw keyChanged(id);
+      const outcome = await claimCreditsLease(
+        key,
+        state,
+        cost * CREDIT_LEASE_FACTOR,
+        cost - state.creditsLeft,
+        now,
+        period,
+      );
+      if (outcome === 'gone') throw keyChanged(id);
       // Less left than this request's cost, but not nothing: refused, and not cached.
-      if (refused && state.creditsLeft < cost) return false;
+      if (outcome === 'refused' && state.creditsLeft < cost) return false;
     }
+  }
+
+  /** Starts the claim for `key`'s credit lease (the one in flight for it on this
+   * instance); resolves to what came of it for `state`: `gone` when the key has no credits
+   * any more, `refused` when nothing was granted, `forgotten` when `state` was dropped
+   * meanwhile (the grant went straight back). */
+  function claimCreditsLease(
+    key: LimitedKey,
+    state: KeyLeases,
+    want: number,
+    atLeast: number,
+    now: number,
+    period: { start: number; next: number } | null,
+  ): Promise<'granted' | 'refused' | 'gone' | 'forgotten'> {
+    const { id, ownerId } = key;
+    const claim = { want, atLeast, periodStart: period?.start ?? null };
+    const apply = (grant: { granted: number; remaining: number; resetAt: number } | null) => {
+      if (grant === null) return 'gone';
+      if (leases.peek(id) !== state) {
+        if (grant.granted > 0)
+          track(store.returnCredits(ownerId, id, grant.granted, grant.resetAt));
+        return 'forgotten';
+      }
+      if (state.creditsLeft > 0 && state.creditsResetAt !== grant.resetAt) {
+        // The balance was reset (refill, update) since the units held were claimed.
+        state.creditsLeft = 0;
+      }
+      state.creditsLeft += grant.granted;
+      state.creditsResetAt = grant.resetAt;
+      state.creditsValidUntil = period?.next ?? Number.POSITIVE_INFINITY;
+      if (grant.granted > 0) return 'granted';
+      if (grant.remaining === 0) {
+        state.creditsExhaustedUntil = Math.min(now + CREDITS_RECHECK_MS, state.creditsValidUntil);
+      }
+      return 'refused';
+    };
+    const running = callStore(() => store.claimCredits(ownerId, id, claim), apply)
+      .then(apply)
+      .finally(() => {
+        state.creditsClaim = null;
+        claiming.delete(running);
+      });
+    state.creditsClaim = running;
+    claiming.add(running);
+    return running;
+  }
+
+  /** Claims credits ahead, as `topUpWindow` does for the window: once less than half a
+   * lease (`CREDIT_LEASE_FACTOR` × this request's cost) is held, tops it up to a lease in
+   * the background. */
+  function topUpCredits(
+    key: LimitedKey,
+    credits: Readonly<Credits>,
+    cost: number,
+    state: KeyLeases,
+    now: number,
+  ): void {
+    if (state.creditsClaim !== null || now < state.creditsExhaustedUntil) return;
+    if (now < state.creditsTopUpPausedUntil) return;
+    const want = cost * CREDIT_LEASE_FACTOR - state.creditsLeft;
+    if (want <= 0) return;
+    const period = credits.refill ? refillPeriod(credits.refill.every, now) : null;
+    state.creditsTopUpPausedUntil = now + TOP_UP_PAUSE_MS;
+    claimCreditsLease(key, state, want, 1, now, period).then(
+      (outcome) => {
+        state.creditsTopUpPausedUntil = 0;
+        // The key has no credits any more: read it again, as a request that claimed would.
+        if (outcome === 'gone') keyChanged(key.id);
+      },
+      () => {},
+    );
   }
 
   /** The key's record has no credits (changed or deleted since it was cached): read it

@@ -216,6 +216,41 @@ describe('leases', () => {
     await service.close();
   });
 
+  it('credits are topped up the same way: no request waits, and at most 20 × cost are held', async () => {
+    const store = memoryStore();
+    const counts = { claims: 0, granted: 0 };
+    const claimCredits = store.claimCredits;
+    store.claimCredits = async (...args) => {
+      counts.claims++;
+      const grant = await claimCredits(...args);
+      counts.granted += grant?.granted ?? 0;
+      return grant;
+    };
+    const service = createKeyService({ store, argon2: CHEAP_ARGON2 });
+    const { rawKey, id } = await service.create('acct', 'paid', {
+      credits: { remaining: 100_000 },
+    });
+    const key = await authenticated(service, rawKey);
+    let sync = 0;
+    let mostHeld = 0;
+    for (let i = 1; i <= 1000; i++) {
+      const verdict = service.checkLimits(key, 1);
+      if (verdict instanceof Promise) await verdict;
+      else sync++;
+      mostHeld = Math.max(mostHeld, counts.granted - i);
+      if (i % 5 === 0) await new Promise(setImmediate);
+    }
+    expect(sync).toBe(999);
+    expect(mostHeld).toBeLessThanOrEqual(20);
+    // A lease of 20, topped up each time about 10 were spent.
+    expect(counts.claims).toBeGreaterThanOrEqual(90);
+    expect(counts.claims).toBeLessThanOrEqual(101);
+    await service.close();
+    const [listed] = await service.list('acct');
+    expect(listed?.id).toBe(id);
+    expect(listed?.credits?.remaining).toBe(100_000 - 1000);
+  });
+
   it('a failed top-up fails no request, and is not tried again for a second', async () => {
     const { store, counts } = countingStore();
     let now = Date.parse('2027-03-14T10:00:00.000Z');

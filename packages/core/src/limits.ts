@@ -230,13 +230,30 @@ export function createLimiter(deps: LimiterDeps) {
       // but less than this request's cost: a cheaper request may still have it.
       if (grant.granted === 0 && grant.remaining === 0) state.windowExhausted = true;
     };
-    const running = callStore(() => store.claimWindow(ownerId, id, claim), apply)
+    const running = inFlight(
+      () => store.claimWindow(ownerId, id, claim),
+      apply,
+      () => {
+        state.windowClaim = null;
+      },
+    );
+    state.windowClaim = running;
+    return running;
+  }
+
+  /** A lease claim through `callStore`, its grant applied (also one that lands after the
+   * deadline), and counted in flight until it settles; `settled` then frees its key's slot. */
+  function inFlight<G, R>(
+    claim: () => Promise<G>,
+    apply: (grant: G) => R,
+    settled: () => void,
+  ): Promise<R> {
+    const running = callStore(claim, apply)
       .then(apply)
       .finally(() => {
-        state.windowClaim = null;
+        settled();
         claiming.delete(running);
       });
-    state.windowClaim = running;
     claiming.add(running);
     return running;
   }
@@ -353,14 +370,14 @@ export function createLimiter(deps: LimiterDeps) {
       }
       return 'refused';
     };
-    const running = callStore(() => store.claimCredits(ownerId, id, claim), apply)
-      .then(apply)
-      .finally(() => {
+    const running = inFlight(
+      () => store.claimCredits(ownerId, id, claim),
+      apply,
+      () => {
         state.creditsClaim = null;
-        claiming.delete(running);
-      });
+      },
+    );
     state.creditsClaim = running;
-    claiming.add(running);
     return running;
   }
 

@@ -175,10 +175,12 @@ describe('rate limit windows', () => {
 });
 
 describe('leases', () => {
-  /** A memory store that counts window claims and the units they granted. */
+  /** A memory store that counts the window claims (`counts`) and the credit claims
+   * (`creditCounts`) made of it, and the units they granted. */
   function countingStore() {
     const store = memoryStore();
     const counts = { claims: 0, granted: 0 };
+    const creditCounts = { claims: 0, granted: 0 };
     const claimWindow = store.claimWindow;
     store.claimWindow = async (...args) => {
       counts.claims++;
@@ -186,7 +188,36 @@ describe('leases', () => {
       counts.granted += grant.granted;
       return grant;
     };
-    return { store, counts };
+    const claimCredits = store.claimCredits;
+    store.claimCredits = async (...args) => {
+      creditCounts.claims++;
+      const grant = await claimCredits(...args);
+      creditCounts.granted += grant?.granted ?? 0;
+      return grant;
+    };
+    return { store, counts, creditCounts };
+  }
+
+  /** `requests` checks of cost 1, one after another, the event loop turning every
+   * `turnEvery` (as a server's does between bursts, so a claim's answer lands): how many
+   * were answered synchronously, and the most units held unspent at any point. */
+  async function spendBusily(
+    service: KeyService,
+    key: AuthenticatedKey,
+    requests: number,
+    turnEvery: number,
+    granted: { granted: number },
+  ): Promise<{ sync: number; mostHeld: number }> {
+    let sync = 0;
+    let mostHeld = 0;
+    for (let i = 1; i <= requests; i++) {
+      const verdict = service.checkLimits(key, 1);
+      if (verdict instanceof Promise) await verdict;
+      else sync++;
+      mostHeld = Math.max(mostHeld, granted.granted - i);
+      if (i % turnEvery === 0) await new Promise(setImmediate);
+    }
+    return { sync, mostHeld };
   }
 
   it('a busy key is served from its lease with no wait: the lease is topped up before it runs out, and never holds more than 1,000', async () => {
@@ -196,16 +227,7 @@ describe('leases', () => {
       rateLimit: { limit: 1_000_000, windowSec: 86_400 },
     });
     const key = await authenticated(service, rawKey);
-    let sync = 0;
-    let mostHeld = 0;
-    for (let i = 1; i <= 5000; i++) {
-      const verdict = service.checkLimits(key, 1);
-      if (verdict instanceof Promise) await verdict;
-      else sync++;
-      mostHeld = Math.max(mostHeld, counts.granted - i);
-      // A server's event loop turns between bursts of requests: a claim's answer lands.
-      if (i % 50 === 0) await new Promise(setImmediate);
-    }
+    const { sync, mostHeld } = await spendBusily(service, key, 5000, 50, counts);
     // Only the first request waited for a claim; each later one was answered at once.
     expect(sync).toBe(4999);
     expect(mostHeld).toBeLessThanOrEqual(1000);
@@ -217,34 +239,18 @@ describe('leases', () => {
   });
 
   it('credits are topped up the same way: no request waits, and at most 20 × cost are held', async () => {
-    const store = memoryStore();
-    const counts = { claims: 0, granted: 0 };
-    const claimCredits = store.claimCredits;
-    store.claimCredits = async (...args) => {
-      counts.claims++;
-      const grant = await claimCredits(...args);
-      counts.granted += grant?.granted ?? 0;
-      return grant;
-    };
+    const { store, creditCounts } = countingStore();
     const service = createKeyService({ store, argon2: CHEAP_ARGON2 });
     const { rawKey, id } = await service.create('acct', 'paid', {
       credits: { remaining: 100_000 },
     });
     const key = await authenticated(service, rawKey);
-    let sync = 0;
-    let mostHeld = 0;
-    for (let i = 1; i <= 1000; i++) {
-      const verdict = service.checkLimits(key, 1);
-      if (verdict instanceof Promise) await verdict;
-      else sync++;
-      mostHeld = Math.max(mostHeld, counts.granted - i);
-      if (i % 5 === 0) await new Promise(setImmediate);
-    }
+    const { sync, mostHeld } = await spendBusily(service, key, 1000, 5, creditCounts);
     expect(sync).toBe(999);
     expect(mostHeld).toBeLessThanOrEqual(20);
     // A lease of 20, topped up each time about 10 were spent.
-    expect(counts.claims).toBeGreaterThanOrEqual(90);
-    expect(counts.claims).toBeLessThanOrEqual(101);
+    expect(creditCounts.claims).toBeGreaterThanOrEqual(90);
+    expect(creditCounts.claims).toBeLessThanOrEqual(101);
     await service.close();
     const [listed] = await service.list('acct');
     expect(listed?.id).toBe(id);
